@@ -34,10 +34,11 @@ DB_UP = Gauge("taskscheduler_db_up", "1 when the last PostgreSQL check succeeded
 REDIS_UP = Gauge("taskscheduler_redis_up", "1 when the last Redis check succeeded")
 BUILD = Info("taskscheduler_build", "Version of the running API")
 
-POOL = web.AppKey("pool", asyncpg.Pool)
-REDIS = web.AppKey("redis", aioredis.Redis)
-TOKENS = web.AppKey("tokens", dict)
-REVOKED = web.AppKey("revoked", dict)
+# Plain string keys: Debian bookworm ships aiohttp 3.8, before web.AppKey.
+POOL = "pool"
+REDIS = "redis"
+TOKENS = "tokens"
+REVOKED = "revoked"
 
 
 class DependencyDown(Exception):
@@ -341,7 +342,7 @@ async def on_startup(app: web.Application) -> None:
 
 async def on_cleanup(app: web.Application) -> None:
     await app[POOL].close()
-    await app[REDIS].aclose()
+    await app[REDIS].close()
 
 
 def make_app() -> web.Application:

@@ -19,7 +19,7 @@ from aiohttp import web
 from .common import env, env_int, setup_logging
 
 log = setup_logging("receiver")
-STORE = web.AppKey("store", collections.deque)
+STORE = "store"  # plain key: Debian bookworm ships aiohttp 3.8
 
 
 async def hook(request: web.Request) -> web.Response:

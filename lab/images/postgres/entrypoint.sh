@@ -36,7 +36,7 @@ CONF
 fi
 
 bootstrap() {
-  for _ in $(seq 1 300); do pg_isready -q -h /var/run/postgresql && break; sleep 0.1; done
+  for _ in $(seq 1 300); do pg_isready -q -U postgres -h /var/run/postgresql && break; sleep 0.1; done
   as_pg psql -v ON_ERROR_STOP=1 -q -h /var/run/postgresql -U postgres -d postgres \
         -v user="$POSTGRES_USER" -v pass="$POSTGRES_PASSWORD" -v db="$POSTGRES_DB" <<'SQL'
 SELECT format('CREATE ROLE %I LOGIN', :'user') WHERE NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = :'user')\gexec
