@@ -30,8 +30,9 @@ def read_env_file(path: Path) -> dict[str, str]:
 
 
 class Lab:
-    def __init__(self, instance: str | None = None) -> None:
+    def __init__(self, instance: str | None = None, port_offset: int | None = None) -> None:
         self.instance = instance or os.environ.get("LAB_INSTANCE", "tsops")
+        self.port_offset = port_offset
         if self.instance == "tsops":
             self.state_dir = LAB_DIR / ".state"
             self.env_file = LAB_DIR / ".env"
@@ -44,6 +45,8 @@ class Lab:
     # --- control -------------------------------------------------------------------------------
     def script(self, *args: str, check: bool = True, timeout: float = 900) -> subprocess.CompletedProcess:
         env = dict(os.environ, LAB_INSTANCE=self.instance)
+        if self.port_offset is not None:
+            env["LAB_PORT_OFFSET"] = str(self.port_offset)
         return subprocess.run([str(LAB_SH), *args], env=env, check=check, timeout=timeout,
                               capture_output=True, text=True)
 

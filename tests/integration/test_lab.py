@@ -1,0 +1,256 @@
+"""The lab itself: a real, breakable task scheduling system (issue 2).
+
+Each test drives the running stack through its real interfaces (HTTP, SQL, Docker) and checks the
+behaviour the runbook relies on. Tests that break something restore the lab afterwards.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+import uuid
+
+import pytest
+from lab import Lab, wait_until
+
+SERVICES = ["postgres", "redis", "api", "scheduler", "worker", "receiver", "postgres-exporter", "redis-exporter",
+            "node-exporter", "prometheus", "alertmanager"]
+
+
+def make_task(lab: Lab, duration_ms: int = 20, status: str = "paused", interval: int = 3600) -> int:
+    status_code, body = lab.http("POST", "/api/v1/tasks", {
+        "name": f"it-{uuid.uuid4().hex[:10]}", "interval_seconds": interval, "status": status,
+        "payload": {"duration_ms": duration_ms}})
+    assert status_code == 201, body
+    return body["id"]
+
+
+def queue_work(lab: Lab, task_id: int, count: int) -> tuple[int, int]:
+    """Insert `count` due rows for a task in one statement; returns the (min, max) due_work ids."""
+    out = lab.psql(f"WITH i AS (INSERT INTO due_work (task_id, run_at) SELECT {task_id}, now() "
+                   f"FROM generate_series(1, {count}) RETURNING id) SELECT min(id) || ',' || max(id) FROM i")
+    lo, hi = out.split(",")
+    return int(lo), int(hi)
+
+
+def health_of(lab: Lab) -> dict[str, list[str]]:
+    """service -> list of 'state/health' of its containers."""
+    proc = lab.compose("ps", "-a", "--format", "json")
+    rows = []
+    for line in proc.stdout.splitlines():
+        line = line.strip()
+        if line.startswith("["):
+            rows.extend(json.loads(line))
+        elif line:
+            rows.append(json.loads(line))
+    out: dict[str, list[str]] = {}
+    for r in rows:
+        out.setdefault(r["Service"], []).append(f"{r['State']}/{r.get('Health') or '-'}")
+    return out
+
+
+def test_every_service_runs_and_is_healthy(lab: Lab):
+    states = health_of(lab)
+    for svc in SERVICES:
+        assert svc in states, f"{svc} missing from the lab: {states}"
+        for s in states[svc]:
+            assert s.startswith("running"), f"{svc}: {s}"
+            assert not s.endswith("/unhealthy") and not s.endswith("/starting"), f"{svc}: {s}"
+    assert len(states["worker"]) == int(lab.env.get("LAB_WORKERS", "2"))
+    assert lab.status_of("/health") == 200
+    status, body = lab.http("GET", "/health/ready", token=None)
+    assert status == 200 and body["checks"] == {"postgres": "ok", "redis": "ok"}, body
+    # the runbook's own probes answer inside the containers
+    assert "accepting connections" in lab.docker("exec", lab.container("postgres"), "pg_isready", "-U",
+                                                 "orchestrator").stdout
+    assert lab.docker("exec", lab.container("redis"), "redis-cli", "ping").stdout.strip() == "PONG"
+    assert lab.scalar("SELECT count(*) FROM pg_extension WHERE extname IN ('pg_stat_statements', 'amcheck')") == 2
+
+
+def test_prometheus_scrapes_every_target(lab: Lab):
+    def all_up():
+        status, body = lab.http("GET", "/api/v1/targets", token=None, base=lab.url("prometheus"))
+        targets = body["data"]["activeTargets"]
+        jobs = {t["labels"]["job"]: t["health"] for t in targets}
+        return jobs if len(jobs) >= 8 and all(h == "up" for h in jobs.values()) else None
+
+    jobs = wait_until(all_up, timeout=60, what="all prometheus targets up")
+    assert {"api", "scheduler", "worker", "postgres", "redis", "node", "alertmanager"} <= set(jobs)
+
+
+def test_tasks_flow_end_to_end_at_a_measured_rate(lab: Lab):
+    # A scheduled task: the scheduler turns it into due_work, a worker runs it, task_run records success.
+    scheduled = make_task(lab, status="active", interval=1, duration_ms=10)
+    wait_until(lambda: lab.scalar(f"SELECT count(*) FROM task_run WHERE task_id = {scheduled} AND success") >= 3,
+               timeout=30, what="three successful scheduled runs")
+    lab.http("POST", f"/api/v1/tasks/{scheduled}/pause")
+    # Throughput: a burst of 600 due rows, timed from insert to the last success.
+    task_id = make_task(lab, duration_ms=10)
+    n = 600
+    t0 = time.monotonic()
+    lo, hi = queue_work(lab, task_id, n)
+    wait_until(lambda: lab.scalar(f"SELECT count(*) FROM due_work WHERE id BETWEEN {lo} AND {hi} AND status = 'done'")
+               == n, timeout=120, interval=0.2, what=f"{n} due rows done")
+    elapsed = time.monotonic() - t0
+    rate = n / elapsed
+    print(f"\nTHROUGHPUT: {n} work items in {elapsed:.2f}s = {rate:.0f} items/s "
+          f"({lab.env.get('LAB_WORKERS', '2')} workers)")
+    assert lab.scalar(f"SELECT count(*) FROM task_run WHERE due_work_id BETWEEN {lo} AND {hi} AND success") == n
+    assert rate > 5, f"throughput collapsed: {rate:.1f}/s"
+
+
+def test_no_due_work_row_runs_twice_or_concurrently(lab: Lab):
+    task_id = make_task(lab, duration_ms=30)
+    n = 400
+    lo, hi = queue_work(lab, task_id, n)
+    wait_until(lambda: lab.scalar(f"SELECT count(*) FROM due_work WHERE id BETWEEN {lo} AND {hi} "
+                                  f"AND status = 'done'") == n, timeout=120, what="all rows done")
+    # exactly one run per row ...
+    dup = lab.psql(f"SELECT due_work_id, count(*) FROM task_run WHERE due_work_id BETWEEN {lo} AND {hi} "
+                   f"GROUP BY 1 HAVING count(*) <> 1")
+    assert dup == "", f"rows run more or less than once: {dup}"
+    assert lab.scalar(f"SELECT count(*) FROM task_run WHERE due_work_id BETWEEN {lo} AND {hi}") == n
+    # ... recorded by the worker that held the lease, and both workers shared the load
+    wrong = lab.scalar(f"SELECT count(*) FROM task_run r JOIN due_work d ON d.id = r.due_work_id "
+                       f"WHERE d.id BETWEEN {lo} AND {hi} AND r.worker_id <> d.locked_by")
+    assert wrong == 0
+    workers = lab.scalar(f"SELECT count(DISTINCT worker_id) FROM task_run WHERE due_work_id BETWEEN {lo} AND {hi}")
+    assert workers == len(lab.containers("worker")) >= 2
+    # no two runs of the same row overlap in time (over all history of the lab)
+    overlap = lab.scalar("SELECT count(*) FROM task_run a JOIN task_run b ON a.due_work_id = b.due_work_id "
+                         "AND a.id < b.id AND tstzrange(a.started_at, a.finished_at) && "
+                         "tstzrange(b.started_at, b.finished_at)")
+    assert overlap == 0
+
+
+def test_sigkill_of_a_worker_loses_no_work(healthy_lab: Lab):
+    lab = healthy_lab
+    task_id = make_task(lab, duration_ms=4000)
+    (due_id, _) = queue_work(lab, task_id, 1)
+    holder = wait_until(lambda: lab.psql(f"SELECT locked_by FROM due_work WHERE id = {due_id} AND status = 'running'"),
+                        timeout=20, what="the row to be claimed")
+    victim = next(c for c in lab.containers("worker")
+                  if lab.docker("inspect", "-f", "{{.Config.Hostname}}", c).stdout.strip() == holder)
+    lease_end = float(lab.psql(f"SELECT extract(epoch FROM locked_until) FROM due_work WHERE id = {due_id}"))
+    lab.docker("kill", "-s", "KILL", victim)
+    # The lease stays valid after the kill: nobody may run the row before it ends ...
+    time.sleep(2)
+    assert lab.scalar(f"SELECT count(*) FROM task_run WHERE due_work_id = {due_id}") == 0
+    # ... then another claim re-runs it to success exactly once.
+    wait_until(lambda: lab.psql(f"SELECT status FROM due_work WHERE id = {due_id}") == "done",
+               timeout=60, what="the orphaned row to be re-run")
+    runs = lab.psql(f"SELECT attempt, success, extract(epoch FROM started_at) FROM task_run "
+                    f"WHERE due_work_id = {due_id}").splitlines()
+    assert len(runs) == 1, runs
+    attempt, success, started = runs[0].split("|")
+    assert attempt == "2" and success == "t"
+    assert float(started) >= lease_end - 0.5, "re-run started while the first lease was still valid"
+
+
+def test_sigterm_returns_leases_at_once(healthy_lab: Lab):
+    lab = healthy_lab
+    task_id = make_task(lab, duration_ms=8000)
+    (due_id, _) = queue_work(lab, task_id, 1)
+    holder = wait_until(lambda: lab.psql(f"SELECT locked_by FROM due_work WHERE id = {due_id} AND status = 'running'"),
+                        timeout=20, what="the row to be claimed")
+    victim = next(c for c in lab.containers("worker")
+                  if lab.docker("inspect", "-f", "{{.Config.Hostname}}", c).stdout.strip() == holder)
+    lab.docker("stop", "-t", "10", victim)
+    # returned, not left to expire: another worker runs it well before the 15 s lease would have ended
+    wait_until(lambda: lab.psql(f"SELECT status FROM due_work WHERE id = {due_id}") == "done",
+               timeout=14, what="the returned row to be run by another worker")
+    assert lab.psql(f"SELECT status FROM worker_heartbeat WHERE worker_id = '{holder}'") == "stopped"
+
+
+def test_bad_and_revoked_tokens_are_rejected_and_audited(lab: Lab):
+    marker = uuid.uuid4().hex
+    for token, reason in ((f"bad-{marker}", "invalid_token"), (None, "missing_token"),
+                          (lab.env["LAB_REVOKED_TOKEN"], "revoked_token")):
+        status, body = lab.http("GET", f"/api/v1/tasks?probe={marker}", token=token)
+        assert status == 401 and body["error"] == reason
+    rows = lab.psql(f"SELECT actor, outcome, detail->>'reason', source_addr IS NOT NULL FROM audit_log "
+                    f"WHERE action = 'auth.failed' AND at > now() - interval '1 minute' ORDER BY id DESC LIMIT 3")
+    got = {r.split("|")[2]: r for r in rows.splitlines()}
+    assert set(got) == {"invalid_token", "missing_token", "revoked_token"}
+    assert got["revoked_token"].startswith("former-admin|denied|")
+    assert all(r.endswith("|t") for r in got.values())
+    # and a mutating call is audited with its actor
+    task_id = make_task(lab)
+    assert lab.psql(f"SELECT actor || ' ' || outcome FROM audit_log WHERE action = 'task.create' "
+                    f"AND target = 'task/{task_id}'") == "admin success"
+
+
+def test_readiness_follows_postgres(healthy_lab: Lab):
+    lab = healthy_lab
+    lab.compose("stop", "postgres")
+    status, body = wait_until(lambda: (lambda r: r if r[0] == 503 else None)(lab.http("GET", "/health/ready",
+                                                                                           token=None)),
+                              timeout=20, what="ready to turn 503")
+    assert body["checks"]["postgres"].startswith("error") and body["checks"]["redis"] == "ok"
+    assert "postgres" in body["reason"]
+    assert lab.status_of("/health") == 200, "liveness must not depend on the database"
+    status, _ = lab.http("GET", "/api/v1/tasks?nocache=1&status=active")
+    assert status == 503
+    t0 = time.monotonic()
+    lab.compose("start", "postgres")
+    wait_until(lambda: lab.status_of("/health/ready") == 200, timeout=30, interval=0.2, what="ready 200 again")
+    print(f"\nREADY AGAIN {time.monotonic() - t0:.2f}s after `compose start postgres`")
+
+
+def test_redis_outage_is_visible(healthy_lab: Lab):
+    lab = healthy_lab
+    lab.compose("stop", "redis")
+    wait_until(lambda: lab.http("GET", "/health/ready", token=None)[0] == 503, timeout=20, what="ready 503")
+    status, body = lab.http("GET", "/api/v1/tasks")
+    assert status == 503 and "redis" in body["error"]
+
+
+def test_deploy_switches_the_api_image_and_records_it(healthy_lab: Lab):
+    lab = healthy_lab
+    good = lab.env["API_IMAGE"]
+    bad = "tsops-lab/app:it-bad-release"
+    proc = subprocess.run(["docker", "build", "-q", "-t", bad, "-"], text=True, capture_output=True,
+                                        input=f"FROM {good}\nENV TSAPP_RELEASE_FAULT=errors TSAPP_VERSION=1.0.1-bad\n")
+    assert proc.returncode == 0, proc.stderr
+    deployments = lab.state_dir / "deployments.jsonl"
+    before = deployments.read_text().splitlines() if deployments.exists() else []
+    try:
+        lab.script("deploy", bad)
+        wait_until(lambda: lab.http("GET", "/health", token=None)[1]["version"] == "1.0.1-bad", timeout=30,
+                   what="the bad release to serve")
+        assert lab.http("GET", "/api/v1/tasks")[0] == 500
+        record = json.loads(deployments.read_text().splitlines()[-1])
+        assert record["previous_image"] == good and record["new_image"] == bad and record["service"] == "api"
+    finally:
+        lab.script("deploy", good)
+    wait_until(lambda: lab.http("GET", "/api/v1/tasks")[0] == 200, timeout=30, what="rolled back")
+    assert len(deployments.read_text().splitlines()) == len(before) + 2
+    assert lab.env["API_IMAGE"] == good
+
+
+@pytest.fixture(scope="module")
+def fresh_lab():
+    """A second, separate lab instance started from nothing (own project, volumes and ports)."""
+    lab = Lab("tsops-fresh", port_offset=500)
+    lab.script("wipe", check=False)
+    t0 = time.monotonic()
+    lab.up()
+    print(f"\nFRESH LAB UP (images cached) in {time.monotonic() - t0:.1f}s")
+    yield lab
+    lab.script("wipe", check=False)
+
+
+def test_a_lab_comes_up_healthy_from_nothing_and_keeps_data_across_down_up(fresh_lab: Lab):
+    lab = fresh_lab
+    states = health_of(lab)
+    assert set(SERVICES) <= set(states) and all(s.startswith("running") for v in states.values() for s in v)
+    assert lab.scalar("SELECT count(*) FROM task") == 0, "a fresh lab starts empty"
+    task_id = make_task(lab)
+    runs_before = lab.scalar("SELECT count(*) FROM task_run")
+    lab.script("down")
+    assert lab.containers("postgres") == []
+    lab.up()
+    assert lab.psql(f"SELECT name LIKE 'it-%' FROM task WHERE id = {task_id}") == "t"
+    assert lab.scalar("SELECT count(*) FROM task_run") >= runs_before
+    assert lab.http("GET", f"/api/v1/tasks/{task_id}")[0] == 200
