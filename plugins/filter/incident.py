@@ -13,7 +13,9 @@ from typing import Any
 
 from ansible.errors import AnsibleFilterError
 from ansible_collections.taskscheduler.ops.plugins.module_utils import _incident
-from ansible_collections.taskscheduler.ops.plugins.module_utils import _incident_policy as policy
+from ansible_collections.taskscheduler.ops.plugins.module_utils import (
+    _incident_policy as policy,
+)
 
 
 def _wrap(func: Callable[..., Any]) -> Callable[..., Any]:

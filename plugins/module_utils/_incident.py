@@ -589,3 +589,101 @@ __all__ = [
     "summaries",
     "summarize",
 ]
+
+
+# ------------------------------------------------------------------------------------------------- module logic
+STATES = ("open", "append", "escalate", "close", "read", "list")
+
+
+def execute(params: Mapping[str, Any], check_mode: bool = False) -> dict[str, Any]:
+    """What ``taskscheduler.ops.incident_record`` does for ``params``; raises IncidentError on bad input."""
+    store = IncidentStore(params["record_dir"], params.get("log_dir") or None)
+    state = params["state"]
+    now = params.get("timestamp") or None
+    if state == "list":
+        found = summaries(store, params.get("since"), params.get("until"), now=now)
+        return {"changed": False, "incidents": found, "count": len(found), "record_dir": store.record_dir}
+
+    incident_id = params.get("id")
+    if state == "open":
+        entry = open_entry(
+            alert=params.get("alert") or "", severity=params.get("severity"),
+            severity_map=params.get("severity_map"), default_severity=params.get("default_severity"),
+            matrix=params.get("escalation_matrix"), escalation_path=params.get("escalation_path"),
+            incident_id=incident_id, commander=params.get("commander") or "", impact=params.get("impact") or "",
+            services=params.get("services") or [], bridge=params.get("bridge") or "",
+            started_at=params.get("started_at"), now=now, labels=params.get("labels"),
+            source=params.get("source") or "",
+        )
+        incident_id = check_id(entry["id"])
+
+        def decide(existing: list[dict[str, Any]]) -> list[dict[str, Any]]:
+            if not existing:
+                return [entry]
+            if summarize(existing).get("state") == "closed":
+                return [reopen_entry(params.get("reason") or "", now)]
+            return []  # re-opening an open incident continues it
+    elif not incident_id:
+        raise IncidentError(f"id is required for state={state}")
+    else:
+        check_id(incident_id)
+        if not store.exists(incident_id):
+            raise IncidentError(
+                f"no incident {incident_id!r} in {store.record_dir}: open it first (state=open), or check "
+                "record_dir / tsops_incident_dir"
+            )
+        if state == "read":
+            entries = store.read(incident_id)
+            return _result(store, incident_id, entries, [], now, include_entries=True, changed=False)
+        decide = _decider(state, params, now)
+
+    existing, added = store.transact(incident_id, decide, check_mode=check_mode)
+    return _result(store, incident_id, existing + added, added, now, include_entries=False, changed=bool(added))
+
+
+def _decider(state: str, params: Mapping[str, Any], now: Any) -> Callable[[list[dict[str, Any]]], list[dict[str, Any]]]:
+    def decide(existing: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        closed = summarize(existing).get("state") == "closed"
+        if state == "close":
+            if closed:
+                return []  # closing twice changes nothing
+            return [close_entry(
+                existing, root_cause=params.get("root_cause") or "", resolution=params.get("resolution"),
+                impact_summary=params.get("impact_summary"), action_items=params.get("action_items"),
+                actor=params.get("actor") or "", ended_at=params.get("ended_at"), now=now,
+            )]
+        if state == "escalate":
+            if closed:
+                raise IncidentError("the incident is closed: there is nothing to escalate (open it again first)")
+            return [escalation_entry(existing, reasons=params.get("reasons") or [],
+                                     path=params.get("escalation_path"), actor=params.get("actor") or "",
+                                     level=params.get("level"), now=now)]
+        if params.get("type") == "notification":
+            return [notification_entry(
+                channel=params.get("channel") or "", ok=bool(params.get("ok")), error=params.get("error") or "",
+                audience=params.get("audience") or "", recipients=params.get("recipients") or [],
+                subject=params.get("subject") or "", now=now,
+            )]
+        return [action_entry(
+            step=params.get("step") or "", result=params.get("result") or "ok", actor=params.get("actor") or "",
+            host=params.get("host") or "", details=params.get("details"), flags=params.get("flags") or [],
+            status=params.get("status"), message=params.get("message") or "", now=now,
+        )]
+
+    return decide
+
+
+def _result(store: IncidentStore, incident_id: str, entries: list[dict[str, Any]], added: list[dict[str, Any]],
+            now: Any, include_entries: bool, changed: bool) -> dict[str, Any]:
+    summary = summarize(entries, now=now)
+    result: dict[str, Any] = {
+        "changed": changed,
+        "id": incident_id,
+        "path": store.path(incident_id),
+        "log_path": store.log_path(incident_id, summary["started_at"]),
+        "entry": added[-1] if added else None,
+        "incident": summary,
+    }
+    if include_entries:
+        result["entries"] = entries
+    return result

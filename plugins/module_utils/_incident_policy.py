@@ -371,7 +371,9 @@ def escalation_due(
     Time-based rules count from the later of the start and the last escalation, so an incident that stays down
     climbs one step per interval; event rules (data loss, confirmed breach, cascading failures) fire once for
     each flag recorded after the last escalation."""
-    from ._incident import summarize  # local import: keeps this module free of I/O helpers at import time
+    from ._incident import (
+        summarize,  # local import: keeps this module free of I/O helpers at import time
+    )
 
     if isinstance(record, Mapping) and "state" in record and "started_at" in record:
         summary = record  # already a summary
