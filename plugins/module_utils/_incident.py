@@ -202,9 +202,11 @@ def log_line(entry: Mapping[str, Any], opened: Mapping[str, Any]) -> str:
         resolution = "; ".join(entry.get("resolution") or [])
         return f"{ts} [RESOLVED] Root cause: {entry.get('root_cause', '')}, Resolution: {resolution}"
     if kind == "reopen":
-        return f"{ts} [IC] {opened.get('severity')} incident reopened: {opened.get('alert')} ({entry.get('reason', '')})"
+        return (f"{ts} [IC] {opened.get('severity')} incident reopened: {opened.get('alert')} "
+                f"({entry.get('reason', '')})")
     if kind == "escalation":
-        return f"{ts} [ESCALATION] level {entry.get('level')} -> {entry.get('to')}: {'; '.join(entry.get('reasons') or [])}"
+        reasons = "; ".join(entry.get("reasons") or [])
+        return f"{ts} [ESCALATION] level {entry.get('level')} -> {entry.get('to')}: {reasons}"
     if kind == "notification":
         state = "ok" if entry.get("ok") else f"FAILED: {entry.get('error', '')}"
         return f"{ts} [NOTIFY] {entry.get('channel')} ({entry.get('audience', '')}) {state}"

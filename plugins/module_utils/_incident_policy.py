@@ -21,7 +21,7 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-UTC = _dt.UTC
+UTC = _dt.timezone.utc  # module_utils support Python 3.9 (no datetime.UTC)
 
 SEVERITIES = ("P0", "P1", "P2", "P3")
 
@@ -130,8 +130,8 @@ def parse_time(value: Any, name: str = "time") -> _dt.datetime:
         text = value.strip()
         if text.endswith(("Z", "z")):
             text = text[:-1] + "+00:00"
-        # Alertmanager sends nanoseconds ("2026-11-26T21:15:00.123456789Z"): fromisoformat takes at most 6 digits.
-        text = re.sub(r"(\.\d{6})\d+", r"\1", text)
+        # Go trims trailing zeros (".27Z") and Alertmanager sends nanoseconds: Python < 3.11 wants 3 or 6 digits.
+        text = re.sub(r"\.(\d+)", lambda m: "." + (m.group(1) + "000000")[:6], text, count=1)
         try:
             dt = _dt.datetime.fromisoformat(text)
         except ValueError:

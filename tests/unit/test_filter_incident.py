@@ -118,6 +118,8 @@ def test_offset_input_is_converted_to_utc() -> None:
 def test_epoch_and_nanoseconds() -> None:
     assert flt.incident_sla("P1", 0)["respond_by"] == "1970-01-01T00:15:00+00:00"
     assert flt.incident_sla("P1", "2026-11-26T21:15:00.123456789Z")["started_at"] == "2026-11-26T21:15:00+00:00"
+    # Go's RFC 3339 output trims trailing zeros
+    assert flt.incident_sla("P1", "2026-11-26T21:15:59.27Z")["started_at"] == "2026-11-26T21:15:59+00:00"
 
 
 def test_matrix_override_changes_only_that_key() -> None:
@@ -180,7 +182,7 @@ def _record(alert: str = "TaskSchedulerAPIDown", start: str = "2026-11-26T23:55:
 
 def _add(entries: list[dict], entry: dict) -> list[dict]:
     entry["seq"] = len(entries) + 1
-    return entries + [entry]
+    return [*entries, entry]
 
 
 def test_p0_not_due_before_15_minutes() -> None:

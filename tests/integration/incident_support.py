@@ -1,0 +1,213 @@
+"""Helpers for the incident-lifecycle integration tests: real ansible-playbook runs and real loopback receivers.
+
+* ``Playbook``: runs ``ansible-playbook`` (a subprocess) with the collection loaded from this work tree, against a
+  localhost inventory, and returns the process (stdout, rc).
+* ``HTTPReceiver``: an HTTP server on 127.0.0.1 (random free port) that stores every request and answers with a
+  status code the test chooses per path (Slack-compatible webhook, SMS/phone gateway).
+* ``SMTPSink``: a real SMTP server (aiosmtpd) on 127.0.0.1 (random free port) that keeps each message.
+* ``alertmanager_url()``: the lab's Alertmanager, or a skip naming why it is not there.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import email
+import email.policy
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def collections_dir(base: Path) -> Path:
+    """``base/ansible_collections/taskscheduler/ops`` -> this work tree (independent of the ignored collections/)."""
+    link = base / "ansible_collections" / "taskscheduler" / "ops"
+    if not link.exists():
+        link.parent.mkdir(parents=True, exist_ok=True)
+        link.symlink_to(REPO, target_is_directory=True)
+    return base
+
+
+def ansible_bin(name: str) -> str:
+    candidate = Path(sys.executable).parent / name
+    return str(candidate) if candidate.exists() else name
+
+
+class Playbook:
+    """Write and run playbooks with ansible-playbook against localhost."""
+
+    def __init__(self, workdir: Path, collections: Path, extra_env: dict[str, str] | None = None) -> None:
+        self.workdir = workdir
+        self.collections = collections
+        self.extra_env = extra_env or {}
+        self.inventory = workdir / "inventory.yml"
+        self.inventory.write_text(yaml.safe_dump({"all": {"hosts": {"localhost": {
+            "ansible_connection": "local", "ansible_python_interpreter": sys.executable}}}}))
+
+    def env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("ANSIBLE_")}
+        env.update(
+            ANSIBLE_COLLECTIONS_PATH=str(self.collections),
+            ANSIBLE_CONFIG=str(self.workdir / "none.cfg"),  # no repository ansible.cfg (its lab inventory)
+            ANSIBLE_LOCAL_TEMP=str(self.workdir / ".ansible-tmp"),
+            ANSIBLE_HOME=str(self.workdir / ".ansible"),
+            ANSIBLE_RETRY_FILES_ENABLED="0",
+            ANSIBLE_NOCOLOR="1",
+            ANSIBLE_FORCE_COLOR="0",
+            ANSIBLE_DEPRECATION_WARNINGS="0",
+            ANSIBLE_ROLES_PATH=str(REPO / "roles"),
+        )
+        env.update(self.extra_env)
+        return env
+
+    def run(self, playbook: str | Path | list[dict[str, Any]], extra_vars: dict[str, Any] | None = None,
+            check: bool = False, diff: bool = False, timeout: float = 300, expect_rc: int | None = 0,
+            inventory: Path | None = None) -> subprocess.CompletedProcess:
+        if isinstance(playbook, list):
+            path = self.workdir / f"play-{time.monotonic_ns()}.yml"
+            path.write_text(yaml.safe_dump(playbook, sort_keys=False))
+        else:
+            path = Path(playbook)
+        args = [ansible_bin("ansible-playbook"), "-i", str(inventory or self.inventory), str(path)]
+        if extra_vars:
+            vars_file = self.workdir / f"vars-{time.monotonic_ns()}.json"
+            vars_file.write_text(json.dumps(extra_vars))
+            args += ["-e", f"@{vars_file}"]
+        if check:
+            args.append("--check")
+        if diff:
+            args.append("--diff")
+        proc = subprocess.run(args, cwd=self.workdir, env=self.env(), capture_output=True, text=True,
+                              timeout=timeout)
+        if expect_rc is not None and proc.returncode != expect_rc:
+            raise AssertionError(f"ansible-playbook rc={proc.returncode} (expected {expect_rc})\n"
+                                 f"--- stdout\n{proc.stdout[-12000:]}\n--- stderr\n{proc.stderr[-4000:]}")
+        return proc
+
+
+def recap(proc: subprocess.CompletedProcess, host: str = "localhost") -> dict[str, int]:
+    """The PLAY RECAP counters of ``host``: ok, changed, unreachable, failed, skipped, rescued, ignored."""
+    for line in proc.stdout.splitlines():
+        if line.startswith(host) and "ok=" in line:
+            return {k: int(v) for k, v in (part.split("=") for part in line.split(":", 1)[1].split())}
+    raise AssertionError(f"no PLAY RECAP line for {host}:\n{proc.stdout[-3000:]}")
+
+
+# ------------------------------------------------------------------------------------------------ HTTP receiver
+class HTTPReceiver:
+    """Stores each request as {method, path, headers, body, json}; ``status[path]`` sets the reply code."""
+
+    def __init__(self) -> None:
+        self.requests: list[dict[str, Any]] = []
+        self.status: dict[str, int] = {}
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def _handle(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                raw = self.rfile.read(length) if length else b""
+                try:
+                    parsed = json.loads(raw) if raw else None
+                except json.JSONDecodeError:
+                    parsed = None
+                receiver.requests.append({"method": self.command, "path": self.path, "headers": dict(self.headers),
+                                          "body": raw.decode("utf-8", "replace"), "json": parsed})
+                code = receiver.status.get(self.path, 200)
+                body = b"ok" if code < 400 else b"gateway says no"
+                self.send_response(code)
+                self.send_header("Content-Type", "text/plain")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            do_POST = do_PUT = do_GET = _handle  # noqa: N815 - http.server's method names
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
+        self.thread.start()
+
+    def at(self, path: str) -> list[dict[str, Any]]:
+        return [r for r in self.requests if r["path"] == path]
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+# ------------------------------------------------------------------------------------------------------- SMTP
+class SMTPSink:
+    """A real SMTP server on loopback (aiosmtpd); ``messages`` holds parsed email.message.EmailMessage objects."""
+
+    def __init__(self) -> None:
+        from aiosmtpd.controller import Controller
+
+        self.messages: list[Any] = []
+        self.envelopes: list[dict[str, Any]] = []
+        sink = self
+
+        class Handler:
+            async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802 - aiosmtpd API
+                sink.envelopes.append({"from": envelope.mail_from, "to": list(envelope.rcpt_tos)})
+                sink.messages.append(email.message_from_bytes(envelope.original_content or envelope.content,
+                                                              policy=email.policy.default))
+                return "250 Message accepted for delivery"
+
+        self.controller = Controller(Handler(), hostname="127.0.0.1", port=0)
+        self.controller.start()
+        self.port = self.controller.server.sockets[0].getsockname()[1]
+
+    def close(self) -> None:
+        self.controller.stop()
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+# ------------------------------------------------------------------------------------------------ Alertmanager
+def alertmanager_url() -> str:
+    """The lab's Alertmanager (LAB_ALERTMANAGER_PORT from lab/.env, default 9093), or skip saying why."""
+    port = "9093"
+    env_file = REPO / "lab" / ".env"
+    if env_file.exists():
+        for line in env_file.read_text().splitlines():
+            if line.startswith("LAB_ALERTMANAGER_PORT="):
+                port = line.split("=", 1)[1].strip() or port
+    url = os.environ.get("TSOPS_ALERTMANAGER_URL", f"http://127.0.0.1:{port}")
+    try:
+        with urllib.request.urlopen(url + "/api/v2/status", timeout=3) as resp:
+            json.loads(resp.read())
+    except (OSError, ValueError) as exc:
+        pytest.skip(f"the lab's Alertmanager is not up at {url} ({exc}); `make lab-up` or `make integration` "
+                    "starts it")
+    return url
+
+
+def am_get(url: str, path: str) -> Any:
+    with urllib.request.urlopen(url + "/api/v2" + path, timeout=5) as resp:
+        return json.loads(resp.read())
+
+
+def am_expire(url: str, silence_id: str) -> None:
+    req = urllib.request.Request(f"{url}/api/v2/silence/{silence_id}", method="DELETE")
+    with contextlib.suppress(OSError):
+        urllib.request.urlopen(req, timeout=5).read()
