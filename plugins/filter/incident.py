@@ -44,6 +44,12 @@ def alert_severity(alert: Any, severity_map: Any = None, default: Any = None) ->
 
 
 @_wrap
+def alert_info(alert: Any, severity_map: Any = None, default: Any = None) -> dict[str, Any]:
+    """alertname, severity, description, services, labels, starts_at and fingerprint of an alert or payload."""
+    return policy.alert_info(alert, severity_map or None, default)
+
+
+@_wrap
 def incident_sla(
     alert_or_severity: Any,
     started_at: Any = None,
@@ -109,6 +115,7 @@ class FilterModule:
         return {
             "alert_name": alert_name,
             "alert_severity": alert_severity,
+            "alert_info": alert_info,
             "incident_sla": incident_sla,
             "escalation_next": escalation_next,
             "escalation_path": escalation_path,

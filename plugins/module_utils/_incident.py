@@ -25,6 +25,8 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from ._incident_policy import (
+    ALERT_DESCRIPTIONS,
+    ALERT_SERVICES,
     FLAGS,
     PolicyError,
     alert_severity,
@@ -233,6 +235,7 @@ def open_entry(
     labels: Mapping[str, Any] | None = None,
     source: str = "",
     status: str = "investigating",
+    description: str = "",
 ) -> dict[str, Any]:
     """The ``open`` entry: severity (from the map unless given), deadlines from the matrix, first escalation step."""
     if not alert:
@@ -252,10 +255,11 @@ def open_entry(
         "ts": iso(at),
         "id": incident_id or make_id(alert, start),
         "alert": alert,
+        "description": description or ALERT_DESCRIPTIONS.get(alert, ""),
         "severity": level,
         "commander": commander or "",
         "impact": impact or "",
-        "services": sorted(set(services or [])),
+        "services": sorted(set(services or ALERT_SERVICES.get(alert, []))),
         "bridge": bridge or "",
         "source": source or "",
         "labels": dict(labels or {}),
@@ -420,6 +424,7 @@ def summarize(entries: Iterable[Mapping[str, Any]], now: Any = None) -> dict[str
     summary: dict[str, Any] = {
         "id": opened["id"],
         "alert": opened["alert"],
+        "description": opened.get("description", ""),
         "severity": opened["severity"],
         "commander": opened.get("commander", ""),
         "impact": opened.get("impact", ""),
@@ -615,7 +620,7 @@ def execute(params: Mapping[str, Any], check_mode: bool = False) -> dict[str, An
             incident_id=incident_id, commander=params.get("commander") or "", impact=params.get("impact") or "",
             services=params.get("services") or [], bridge=params.get("bridge") or "",
             started_at=params.get("started_at"), now=now, labels=params.get("labels"),
-            source=params.get("source") or "",
+            source=params.get("source") or "", description=params.get("description") or "",
         )
         incident_id = check_id(entry["id"])
 

@@ -42,6 +42,39 @@ DEFAULT_SEVERITY_MAP: dict[str, str] = {
     "MemoryUsageCritical": "P1",
 }
 
+# The runbook's one-line description of each alert (used in notices and on the status page).
+ALERT_DESCRIPTIONS: dict[str, str] = {
+    "TaskSchedulerAPIDown": "API service unavailable",
+    "TaskSchedulerDatabaseDown": "PostgreSQL connection failures",
+    "NoActiveWorkers": "All workers offline",
+    "SecurityBreach": "Unauthorized access detected",
+    "DataCorruption": "Database integrity violations",
+    "HighErrorRate": ">10% API error rate for 5+ minutes",
+    "HighAPILatency": "API response time >2 seconds",
+    "DatabaseSlowQueries": "Query performance degraded",
+    "SchedulerOffline": "Task scheduling stopped",
+    "WorkerHealthDegraded": "<50% workers operational",
+    "DiskSpaceCritical": "<10% disk space remaining",
+    "MemoryUsageCritical": ">90% memory utilization",
+}
+
+# Services of the system each alert affects (status page components).
+SERVICES = ("api", "scheduler", "worker", "postgres", "redis")
+ALERT_SERVICES: dict[str, list[str]] = {
+    "TaskSchedulerAPIDown": ["api"],
+    "TaskSchedulerDatabaseDown": ["postgres"],
+    "NoActiveWorkers": ["worker"],
+    "SecurityBreach": ["api", "postgres"],
+    "DataCorruption": ["postgres"],
+    "HighErrorRate": ["api"],
+    "HighAPILatency": ["api"],
+    "DatabaseSlowQueries": ["postgres"],
+    "SchedulerOffline": ["scheduler"],
+    "WorkerHealthDegraded": ["worker"],
+    "DiskSpaceCritical": ["postgres"],
+    "MemoryUsageCritical": ["api", "worker"],
+}
+
 # Flags a response step can record on an action entry; the escalation rules read them.
 FLAGS = ("data_loss", "breach_confirmed", "cascading_failure", "root_cause_identified", "service_restored")
 
@@ -274,6 +307,38 @@ def alert_severity(
         f"unknown alert {name!r}: not in the severity map ({known}). Add it to tsops_severity_map or set "
         "tsops_default_severity to choose a severity for unknown alerts"
     )
+
+
+def alert_info(alert: Any, severity_map: Mapping[str, Any] | None = None, default: Any = None) -> dict[str, Any]:
+    """Everything an incident needs from an alert: name, severity, description, services, start, fingerprint."""
+    labels = alert_labels(alert)
+    name = alert_name(alert)
+    annotations: dict[str, Any] = {}
+    starts_at = None
+    fingerprint = None
+    if isinstance(alert, Mapping):
+        first = alert
+        if isinstance(alert.get("alerts"), list) and alert["alerts"]:
+            firing = [a for a in alert["alerts"] if isinstance(a, Mapping) and a.get("status", "firing") == "firing"]
+            first = (firing or alert["alerts"])[0]
+            if isinstance(alert.get("commonAnnotations"), Mapping):
+                annotations.update(alert["commonAnnotations"])
+        if isinstance(first.get("annotations"), Mapping):
+            annotations.update(first["annotations"])
+        starts_at = first.get("startsAt") or None
+        fingerprint = first.get("fingerprint") or None
+    if starts_at and str(starts_at).startswith("0001-"):
+        starts_at = None  # Go's zero time
+    return {
+        "alertname": name,
+        "severity": alert_severity(alert, severity_map, default),
+        "description": annotations.get("summary") or ALERT_DESCRIPTIONS.get(name, ""),
+        "services": list(ALERT_SERVICES.get(name, [])),
+        "labels": dict(labels),
+        "annotations": annotations,
+        "starts_at": iso(parse_time(starts_at, "startsAt")) if starts_at else None,
+        "fingerprint": fingerprint,
+    }
 
 
 # ------------------------------------------------------------------------------------------------------------ SLA

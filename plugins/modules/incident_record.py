@@ -81,6 +81,9 @@ options:
       - The escalation path, a list of role names or of dicts with C(role) and contact keys
         (the inventory's C(tsops_escalation_path)). Default on-call engineer, technical lead, engineering manager, CTO.
     type: raw
+  description:
+    description: One-line description of the alert (O(state=open)); default the runbook's for the twelve alerts.
+    type: str
   commander:
     description: Incident commander (O(state=open)).
     type: str
@@ -319,6 +322,7 @@ ARGUMENT_SPEC = {
     "default_severity": {"type": "str"},
     "escalation_matrix": {"type": "dict"},
     "escalation_path": {"type": "raw"},
+    "description": {"type": "str"},
     "commander": {"type": "str"},
     "impact": {"type": "str"},
     "services": {"type": "list", "elements": "str"},

@@ -284,3 +284,24 @@ def test_escalation_due_accepts_summary() -> None:
                                           (None, "")])
 def test_human_duration(seconds: int | None, text: str) -> None:
     assert flt.human_duration(seconds) == text
+
+
+def test_alert_info_from_webhook_payload() -> None:
+    payload = {
+        "status": "firing",
+        "commonLabels": {"alertname": "TaskSchedulerDatabaseDown"},
+        "commonAnnotations": {},
+        "alerts": [
+            {"status": "resolved", "labels": {"alertname": "TaskSchedulerDatabaseDown"}, "fingerprint": "old",
+             "startsAt": "2026-11-26T20:00:00Z"},
+            {"status": "firing", "labels": {"alertname": "TaskSchedulerDatabaseDown", "instance": "postgres:5432"},
+             "annotations": {"summary": "PostgreSQL down on postgres:5432"}, "fingerprint": "a1b2c3d4e5f60718",
+             "startsAt": "2026-11-26T21:14:07.5Z"},
+        ],
+    }
+    info = flt.alert_info(payload)
+    assert info["alertname"] == "TaskSchedulerDatabaseDown" and info["severity"] == "P0"
+    assert info["fingerprint"] == "a1b2c3d4e5f60718" and info["starts_at"] == "2026-11-26T21:14:07+00:00"
+    assert info["description"] == "PostgreSQL down on postgres:5432" and info["services"] == ["postgres"]
+    plain = flt.alert_info("SchedulerOffline")
+    assert plain["description"] == "Task scheduling stopped" and plain["starts_at"] is None
