@@ -2,7 +2,7 @@
 # Create or refresh the project's virtualenv at .venv and make the collection importable.
 #
 #  * idempotent: a second run with unchanged requirements does nothing but check (about a second);
-#  * re-installs only when requirements*.txt, this script or the interpreter changed
+#  * re-installs only when requirements*.txt, the interpreter or the pinned pip changed
 #    (stamp file .venv/.requirements.sha256 keyed on their hash);
 #  * makes taskscheduler.ops importable WITHOUT copying: collections/ansible_collections/taskscheduler/ops
 #    is a git-ignored symlink to the repository root, and ansible.cfg puts ./collections on collections_path.
@@ -41,7 +41,7 @@ find_python() {
   local -a cands=()
   if compgen -G "$pyenv_root/versions/3.*/bin/python3" >/dev/null; then
     while IFS= read -r cand; do cands+=("$cand"); done < <(
-      ls -d "$pyenv_root"/versions/3.*/bin/python3 | sort -V -r)
+      printf '%s\n' "$pyenv_root"/versions/3.*/bin/python3 | sort -V -r)
   fi
   for m in $(seq "$MAX_MINOR" -1 "$MIN_MINOR"); do cands+=("python3.$m"); done
   cands+=(python3)
@@ -55,8 +55,8 @@ find_python() {
   exit 1
 }
 
+changed=""
 PY="$(find_python)"
-PY_MINOR="$(py_minor "$PY")"
 PY_FULL="$("$PY" -c 'import sys; print(sys.version.split()[0])')"
 
 # Recreate the venv when it is missing, broken or built from another interpreter version.
@@ -72,10 +72,11 @@ if [[ ! -x "$VENV/bin/python" ]]; then
   "$PY" -m venv "$VENV"
 fi
 
-want="$(cat "$ROOT/requirements.txt" "$ROOT/requirements-dev.txt" "${BASH_SOURCE[0]}" \
-  | { cat; echo "python=$PY_FULL pip=$PIP_VERSION"; } | sha256sum | cut -d' ' -f1)"
+want="$( { cat "$ROOT/requirements.txt" "$ROOT/requirements-dev.txt"; echo "python=$PY_FULL pip=$PIP_VERSION"; } \
+  | sha256sum | cut -d' ' -f1)"
 if [[ -f "$STAMP" && "$(cat "$STAMP")" == "$want" ]]; then
   log "requirements unchanged (.venv, Python $PY_FULL): nothing to install"
+  touch "$STAMP" # newer than the requirements files again, so make skips this script next time
 else
   log "installing requirements into .venv (Python $PY_FULL); this takes a few minutes the first time"
   rm -f "$STAMP"
@@ -84,6 +85,7 @@ else
   "$VENV/bin/python" -m pip install --quiet -r "$ROOT/requirements.txt" -r "$ROOT/requirements-dev.txt"
   "$VENV/bin/python" -m pip check
   echo "$want" >"$STAMP"
+  changed=1
 fi
 
 # The collection, importable in place: collections/ansible_collections/taskscheduler/ops -> repository root.
@@ -93,11 +95,16 @@ if [[ "$(readlink "$link" 2>/dev/null || true)" != "../../.." ]]; then
   rm -rf "$link"
   ln -s ../../.. "$link"
   log "linked $link -> repository root"
+  changed=1
 fi
 
-# Cheap check that both our collection and the bundled community ones are visible to ansible.
+# After a change, check that ansible really sees our collection (the community ones come with the package).
 cd "$ROOT"
-if ! "$VENV/bin/ansible-galaxy" collection list taskscheduler.ops 2>/dev/null | grep -q 'taskscheduler\.ops'; then
-  log "taskscheduler.ops is not visible to ansible-galaxy (check ansible.cfg collections_path)"; exit 1
+if [[ -n "$changed" ]]; then
+  listing="$("$VENV/bin/ansible-galaxy" collection list taskscheduler.ops 2>/dev/null || true)"
+  if [[ "$listing" != *taskscheduler.ops* ]]; then
+    log "taskscheduler.ops is not visible to ansible-galaxy (check ansible.cfg collections_path)"; exit 1
+  fi
 fi
-log "ready: $("$VENV/bin/ansible" --version | head -1), Python $PY_FULL, taskscheduler.ops linked in place"
+versions="$("$VENV/bin/python" -c 'import importlib.metadata as m; print("ansible", m.version("ansible"), "/ ansible-core", m.version("ansible-core"))')"
+log "ready: $versions, Python $PY_FULL, taskscheduler.ops linked in place"
