@@ -50,7 +50,7 @@ CREATE EXTENSION IF NOT EXISTS amcheck;
 SELECT format('GRANT EXECUTE ON FUNCTION bt_index_check(regclass, boolean) TO %I', :'user')\gexec
 SELECT format('GRANT EXECUTE ON FUNCTION pg_stat_statements_reset(oid, oid, bigint) TO %I', :'user')\gexec
 SQL
-  as_pg psql -v ON_ERROR_STOP=1 -q -h /var/run/postgresql -U "$POSTGRES_USER" -d "$POSTGRES_DB" -f /etc/lab/schema.sql
+  as_pg psql -v ON_ERROR_STOP=1 -q -h /var/run/postgresql -U "$POSTGRES_USER" -d "$POSTGRES_DB" -c "SET client_min_messages = warning" -f /etc/lab/schema.sql
   touch "$ready_flag"
   echo "lab-postgres: role, database and schema are in place"
 }
@@ -58,7 +58,7 @@ SQL
 shutdown() { [ -n "${pg_pid:-}" ] && kill -INT "$pg_pid" 2>/dev/null || true; }
 trap shutdown TERM INT
 
-as_pg postgres -D "$PGDATA" &
+setpriv --reuid=postgres --regid=postgres --init-groups postgres -D "$PGDATA" &
 pg_pid=$!
 ( bootstrap || echo "lab-postgres: ERROR: bootstrap failed" >&2 ) &
 # Follow the server's own log files on stdout, from the current end.
