@@ -16,7 +16,6 @@ COLLECTION_LINK := collections/ansible_collections/taskscheduler/ops
 # Every recipe uses the project's virtualenv without having to activate it.
 export VIRTUAL_ENV := $(CURDIR)/$(VENV)
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
-export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 export GATE_LOG := $(CURDIR)/tests/output/gates.log
 
@@ -47,7 +46,9 @@ venv: ## Create/refresh .venv from requirements*.txt and link the collection in 
 
 # --- gates --------------------------------------------------------------------------------------------------
 
-lint: ansible-lint ruff ## ansible-lint (production profile) and ruff
+# Both linters run even when the first one fails, so one pass shows every finding.
+lint: $(VENV_STAMP) | $(COLLECTION_LINK) ## ansible-lint (production profile) and ruff
+	@rc=0; $(MAKE) ansible-lint || rc=1; $(MAKE) ruff || rc=1; exit $$rc
 
 ansible-lint: $(VENV_STAMP) | $(COLLECTION_LINK)
 	ansible-lint
