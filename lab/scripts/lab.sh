@@ -106,6 +106,12 @@ all:
     tsops_api_token: "$(env_get LAB_API_TOKEN)"
     tsops_expected_workers: $(env_get LAB_WORKERS)
     tsops_deployments_file: $STATE_DIR/deployments.jsonl
+    tsops_incident_dir: $STATE_DIR/incidents
+    tsops_incident_log_dir: $STATE_DIR/incidents/log
+    tsops_backup_dir: $STATE_DIR/backups
+    tsops_evidence_dir: $STATE_DIR/evidence
+    tsops_status_page_dir: $STATE_DIR/status
+    tsops_report_dir: $STATE_DIR/reports
   children:
     api: {hosts: {lab: {}}}
     database: {hosts: {lab: {}}}
