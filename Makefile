@@ -20,7 +20,11 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 export GATE_LOG := $(CURDIR)/tests/output/gates.log
 
 GATE := scripts/gate.sh
+# Extra pytest options: PYTEST_ARGS for both pytest gates, UNIT_ARGS / INTEGRATION_ARGS for one of them,
+# e.g. make test INTEGRATION_ARGS='-k "not fresh_lab"'.
 PYTEST_ARGS ?=
+UNIT_ARGS ?= $(PYTEST_ARGS)
+INTEGRATION_ARGS ?= $(PYTEST_ARGS)
 # concise: one line per finding in the gate; `ruff check .` shows each with context and the fix.
 RUFF_FORMAT ?= concise
 
@@ -77,11 +81,11 @@ sanity: $(VENV_STAMP) | $(COLLECTION_LINK) ## ansible-test sanity on the collect
 
 # Unit tests: no tests is only acceptable while plugins/ has no Python code.
 unit: $(VENV_STAMP) | $(COLLECTION_LINK) ## pytest tests/unit
-	@scripts/run-pytest.sh --allow-empty plugins tests/unit $(PYTEST_ARGS)
+	@scripts/run-pytest.sh --allow-empty plugins tests/unit $(UNIT_ARGS)
 
 # Integration tests run against the lab, which lab-up builds and starts (idempotent).
 integration: $(VENV_STAMP) lab-up | $(COLLECTION_LINK) ## lab-up, then pytest tests/integration
-	@scripts/run-pytest.sh --require-tests tests/integration $(PYTEST_ARGS)
+	@scripts/run-pytest.sh --require-tests tests/integration $(INTEGRATION_ARGS)
 
 # The whole suite, gate by gate, stopping at the first failure; each gate prints a banner and its wall time,
 # and a summary of the gates that ran is printed at the end (also after a failure).
