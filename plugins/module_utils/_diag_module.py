@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 import time
 import traceback
+from collections.abc import Iterable
 from typing import Any, Callable
 
 from ansible.module_utils.basic import AnsibleModule
@@ -130,6 +131,13 @@ def validate(params: dict[str, Any]) -> None:
             raise InvalidInput(f"{key}=tcp needs {host}")
 
 
+def scrub(text: str, secrets: Iterable[str]) -> str:
+    """`text` with every secret (no_log parameter value) replaced, longest first."""
+    for secret in sorted((s for s in secrets if s), key=len, reverse=True):
+        text = text.replace(secret, "********")
+    return text
+
+
 def run_module(argument_spec: dict[str, Any], body: Callable[[dict[str, Any]], dict[str, Any]],
                name: str, **kwargs: Any) -> None:
     """Build the AnsibleModule, run `body(params)` and exit: the one failure path of every diagnostic module."""
@@ -141,8 +149,10 @@ def run_module(argument_spec: dict[str, Any], body: Callable[[dict[str, Any]], d
     except InvalidInput as exc:
         module.fail_json(msg=f"{name}: invalid parameters: {exc}")
     except Exception as exc:  # noqa: BLE001 - the one catch-all: report, with a traceback, never crash
-        module.fail_json(msg=f"{name}: internal error ({type(exc).__name__}: {exc}); please report it with the "
-                             "traceback (run with -vvv)", exception=traceback.format_exc())
+        # Scrubbed here: fail_json does not mask no_log values inside exception details.
+        module.fail_json(msg=scrub(f"{name}: internal error ({type(exc).__name__}: {exc}); please report it with "
+                                   "the traceback (run with -vvv)", module.no_log_values),
+                         exception=scrub(traceback.format_exc(), module.no_log_values))
     result.setdefault("duration_seconds", round(time.monotonic() - started, 3))
     module.exit_json(changed=False, **result)
 

@@ -744,6 +744,7 @@ def assemble(areas: dict[str, Area], checked_at: str, duration: float,
         "down": [name for name, a in areas.items() if a.status == DOWN],
         "degraded": [name for name, a in areas.items() if a.status == DEGRADED],
         "unknown": [name for name, a in areas.items() if a.status == UNKNOWN],
+        "thresholds": dict(THRESHOLDS),
     }
 
 

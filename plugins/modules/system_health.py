@@ -274,6 +274,11 @@ unknown:
   type: list
   elements: str
   sample: []
+thresholds:
+  description: The canonical alert thresholds the verdicts were judged against (the collection's one table).
+  returned: always
+  type: dict
+  sample: {api_latency_seconds_max: 2.0, workers_alive_ratio_min: 0.5, disk_free_ratio_min: 0.1}
 areas:
   description:
     - Figures and verdict of each selected area, by name. Every area has C(status), C(reasons) (why it is not
