@@ -91,6 +91,15 @@ def incident_summary(entries: Any, now: Any = None) -> dict[str, Any]:
 
 
 @_wrap
+def incident_notice_context(summary: Any, event: str, matrix: Any = None, now: Any = None,
+                            system: str = "Task Scheduling System", review_after_hours: Any = 24,
+                            stakeholders: Any = None) -> dict[str, Any]:
+    """Headline, subject, next update time, review time, SMS line and recipients of a notice about ``summary``."""
+    return _incident.notice_context(summary, event, matrix or None, now, system, float(review_after_hours),
+                                    stakeholders or None)
+
+
+@_wrap
 def severity_map(overrides: Any = None) -> dict[str, str]:
     """The runbook's alert -> severity map with ``overrides`` applied."""
     return policy.merged_severity_map(overrides or None)
@@ -121,6 +130,7 @@ class FilterModule:
             "escalation_path": escalation_path,
             "escalation_due": escalation_due,
             "incident_summary": incident_summary,
+            "incident_notice_context": incident_notice_context,
             "severity_map": severity_map,
             "escalation_matrix": escalation_matrix,
             "human_duration": human_duration,

@@ -488,7 +488,7 @@ def summarize(entries: Iterable[Mapping[str, Any]], now: Any = None) -> dict[str
             summary["escalation_level"] = entry.get("level")
             summary["escalated_to"] = entry.get("to")
             summary["last_escalated_at"] = ts
-            summary["escalations"].append({k: entry.get(k) for k in ("ts", "level", "to", "reasons")})
+            summary["escalations"].append({k: entry.get(k) for k in ("ts", "level", "to", "reasons", "contact")})
             summary["flags_after_escalation"] = {}
             failed_pairs = set()
             summary["latest_update"] = {"ts": ts, "message": f"escalated to {entry.get('to')}"}
@@ -634,6 +634,12 @@ def execute(params: Mapping[str, Any], check_mode: bool = False) -> dict[str, An
         raise IncidentError(f"id is required for state={state}")
     else:
         check_id(incident_id)
+        if not store.exists(incident_id) and check_mode:
+            # A check-mode run of a whole response: the open step only pretended to open it. Say what would
+            # happen instead of failing, so playbooks stay harmless and green in --check.
+            return {"changed": state in ("append", "escalate", "close"), "id": incident_id,
+                    "path": store.path(incident_id), "log_path": None, "entry": None, "incident": None,
+                    "entries": [], "missing": True, "msg": f"check mode: incident {incident_id} is not recorded yet"}
         if not store.exists(incident_id):
             raise IncidentError(
                 f"no incident {incident_id!r} in {store.record_dir}: open it first (state=open), or check "
@@ -694,3 +700,105 @@ def _result(store: IncidentStore, incident_id: str, entries: list[dict[str, Any]
     if include_entries:
         result["entries"] = entries
     return result
+
+
+# -------------------------------------------------------------------------------------------------------- notices
+HEADLINES = {
+    "P0": "🚨 P0 CRITICAL INCIDENT",
+    "P1": "⚠️  P1 HIGH PRIORITY",
+    "P2": "🔶 P2 MEDIUM PRIORITY",
+    "P3": "🔷 P3 LOW PRIORITY",
+}
+EVENTS = ("opened", "update", "resolved", "escalated")
+# Who hears about each event (runbook section 3, stakeholder notification list).
+EVENT_AUDIENCES = {
+    "opened": ["immediate"],
+    "update": ["immediate", "update"],
+    "escalated": ["immediate"],
+    "resolved": ["immediate", "update", "resolution"],
+}
+
+
+def notice_context(
+    summary: Mapping[str, Any],
+    event: str,
+    matrix: Mapping[str, Any] | None = None,
+    now: Any = None,
+    system: str = "Task Scheduling System",
+    review_after_hours: float = 24,
+    stakeholders: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The values the notice templates print: headline, subject, next update time, review time, SMS line, and the
+    recipients per channel (``stakeholders[audience][channel]`` for the event's audiences, plus the contact of the
+    escalation step when the event is an escalation)."""
+    if event not in EVENTS:
+        raise IncidentError(f"notice event {event!r}: expected one of {', '.join(EVENTS)}")
+    import datetime as _dt
+
+    from ._incident_policy import merged_matrix
+
+    current = parse_time(now, "now") if now is not None else now_utc()
+    severity = summary.get("severity", "P3")
+    row = merged_matrix(matrix).get(severity) or {}
+    update_minutes = row.get("update_minutes")
+    next_update = iso(current + _dt.timedelta(minutes=update_minutes)) if update_minutes else None
+    alert, incident_id = summary.get("alert", ""), summary.get("id", "")
+    base = HEADLINES.get(severity, f"{severity} INCIDENT")
+    ended = summary.get("ended_at")
+    review_at = iso(parse_time(ended) + _dt.timedelta(hours=review_after_hours)) if ended else None
+    elapsed = int((current - parse_time(summary["started_at"])).total_seconds())
+    if event == "resolved":
+        headline = f"✅ RESOLVED - {system} Incident"
+        subject = f"[RESOLVED] {alert} ({incident_id}) after {summary.get('duration') or human_duration(elapsed)}"
+        sms = f"RESOLVED {severity} {alert} {incident_id} after {summary.get('duration', '')}: " \
+              f"{summary.get('root_cause', '')}"
+    elif event == "escalated":
+        headline = f"⬆️  ESCALATION - {severity} INCIDENT - {system}"
+        subject = f"[ESCALATED {severity}] {alert} ({incident_id}) to {summary.get('escalated_to', '')}"
+        sms = f"ESCALATED {severity} {alert} {incident_id} to {summary.get('escalated_to', '')} after " \
+              f"{human_duration(elapsed)}"
+    else:
+        suffix = " - UPDATE" if event == "update" else ""
+        headline = f"{base} - {system}{suffix}"
+        word = {"P0": "CRITICAL INCIDENT", "P1": "HIGH PRIORITY"}.get(severity, "INCIDENT")
+        subject = f"[{severity}{' UPDATE' if event == 'update' else ''}] {word}: {alert}" \
+                  f"{' - ' + summary['description'] if summary.get('description') else ''} ({incident_id})"
+        sms = f"{severity} {alert} {incident_id} {str(summary.get('status', '')).upper()} " \
+              f"IC {summary.get('commander') or 'unassigned'}"
+        if summary.get("bridge"):
+            sms += f" bridge {summary['bridge']}"
+    return {
+        "event": event,
+        "severity": severity,
+        "severity_name": row.get("name", ""),
+        "headline": headline,
+        "subject": subject,
+        "sms": sms[:160],
+        "now": iso(current),
+        "update_minutes": update_minutes,
+        "next_update_at": next_update,
+        "review_at": review_at,
+        "elapsed": human_duration(elapsed),
+        "audiences": list(EVENT_AUDIENCES[event]),
+        "recipients": _recipients(summary, event, stakeholders or {}),
+    }
+
+
+def _recipients(summary: Mapping[str, Any], event: str, stakeholders: Mapping[str, Any]) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for audience in EVENT_AUDIENCES[event]:
+        lists = stakeholders.get(audience) or {}
+        if not isinstance(lists, Mapping):
+            raise IncidentError(f"stakeholders.{audience}: expected a mapping of channel to recipients "
+                                "(e.g. {email: [ops@example.com], phone: ['+15550100']})")
+        for channel, people in lists.items():
+            bucket = out.setdefault(str(channel), [])
+            for person in [people] if isinstance(people, str) else list(people or []):
+                if person not in bucket:
+                    bucket.append(person)
+    if event == "escalated" and summary.get("escalations"):
+        contact = summary["escalations"][-1].get("contact") or {}
+        for channel, key in (("email", "email"), ("phone", "phone")):
+            if contact.get(key) and contact[key] not in out.setdefault(channel, []):
+                out[channel].append(contact[key])
+    return out

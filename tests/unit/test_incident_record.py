@@ -268,3 +268,11 @@ def test_concurrent_appenders_lose_nothing(dirs: dict[str, str]) -> None:
     log = Path(inc["log_path"]).read_text().splitlines()
     assert len(log) == len(entries)
     assert all(re.match(ISO + r" \[", line) for line in log)
+
+
+def test_check_mode_on_unrecorded_incident_does_not_fail(dirs: dict[str, str]) -> None:
+    for state in ("append", "close", "escalate", "read"):
+        res = run(dict(dirs, state=state, id="INC-not-yet", step="x", root_cause="y"), check_mode=True)
+        assert res.get("failed") is not True and res["missing"] is True and res["incident"] is None
+        assert res["changed"] is (state != "read")
+    assert not Path(dirs["record_dir"]).exists()
