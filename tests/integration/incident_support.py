@@ -167,12 +167,18 @@ class SMTPSink:
                                                               policy=email.policy.default))
                 return "250 Message accepted for delivery"
 
-        self.controller = Controller(Handler(), hostname="127.0.0.1", port=0)
+        self.port = free_port()  # aiosmtpd's start-up probe connects to the port it was given, so not 0
+        self.controller = Controller(Handler(), hostname="127.0.0.1", port=self.port)
         self.controller.start()
-        self.port = self.controller.server.sockets[0].getsockname()[1]
 
     def close(self) -> None:
         self.controller.stop()
+
+
+def text_body(msg: Any) -> str:
+    """The text/plain body of a (possibly multipart) message, decoded."""
+    part = msg.get_body(preferencelist=("plain",))
+    return part.get_content() if part is not None else ""
 
 
 def free_port() -> int:
