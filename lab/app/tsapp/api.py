@@ -20,7 +20,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, Info, generate_latest
 
 from . import VERSION
-from .common import create_pool, env, env_float, env_int, setup_logging
+from .common import create_pool, env, env_float, env_int, register_container_metrics, setup_logging
 
 log = setup_logging("api")
 
@@ -30,6 +30,7 @@ LATENCY = Histogram(
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 2.5, 5.0, 10.0),
 )
 AUTH_FAILURES = Counter("taskscheduler_auth_failures_total", "Failed authentications by reason", ["reason"])
+AUTH_FAILURE_REASONS = ("missing_token", "invalid_token", "revoked_token")
 DB_UP = Gauge("taskscheduler_db_up", "1 when the last PostgreSQL check succeeded")
 REDIS_UP = Gauge("taskscheduler_redis_up", "1 when the last Redis check succeeded")
 BUILD = Info("taskscheduler_build", "Version of the running API")
@@ -350,6 +351,10 @@ def make_app() -> web.Application:
     app[TOKENS] = parse_tokens(env("API_TOKENS", ""))
     app[REVOKED] = parse_tokens(env("API_REVOKED_TOKENS", ""))
     BUILD.info({"version": VERSION})
+    # Every reason exists from the start at 0, so the first failure of a kind is an increase that rate() and
+    # increase() see (SecurityBreach fires on a single use of a revoked token).
+    for reason in AUTH_FAILURE_REASONS:
+        AUTH_FAILURES.labels(reason)
     DB_UP.set(0)
     REDIS_UP.set(0)
     app.router.add_get("/health", health)
@@ -368,6 +373,7 @@ def make_app() -> web.Application:
 
 
 def main() -> None:
+    register_container_metrics()
     web.run_app(make_app(), host="0.0.0.0", port=env_int("API_PORT", 8080), access_log=None,
                 handle_signals=True, print=None)
 

@@ -47,6 +47,74 @@ def setup_logging(component: str) -> logging.Logger:
     return logging.getLogger(component)
 
 
+CGROUP_ROOT = "/sys/fs/cgroup"
+UNLIMITED = 1 << 60  # cgroup v1 reports "no limit" as a number near 2**63
+
+
+def _read_int(path: str) -> int | None:
+    try:
+        with open(path) as f:
+            text = f.read().strip()
+    except OSError:
+        return None
+    return int(text) if text.isdigit() else None
+
+
+def _stat_value(path: str, key: str) -> int:
+    try:
+        with open(path) as f:
+            for line in f:
+                name, _, value = line.partition(" ")
+                if name == key:
+                    return int(value)
+    except (OSError, ValueError):
+        pass
+    return 0
+
+
+def container_memory(root: str = CGROUP_ROOT) -> tuple[int | None, int | None]:
+    """(working set, limit) of this container's memory cgroup in bytes, as `docker stats` computes them:
+    usage minus inactive page cache. The limit is None when the container has none. cgroup v2 and v1."""
+    if _read_int(f"{root}/memory.current") is not None or _read_int(f"{root}/memory.max") is not None:
+        usage = _read_int(f"{root}/memory.current")
+        limit = _read_int(f"{root}/memory.max")  # "max" (no limit) is not a number
+        inactive = _stat_value(f"{root}/memory.stat", "inactive_file")
+    else:
+        usage = _read_int(f"{root}/memory/memory.usage_in_bytes")
+        limit = _read_int(f"{root}/memory/memory.limit_in_bytes")
+        inactive = _stat_value(f"{root}/memory/memory.stat", "total_inactive_file")
+    if limit is not None and limit >= UNLIMITED:
+        limit = None
+    working_set = None if usage is None else max(usage - inactive, 0)
+    return working_set, limit
+
+
+class ContainerMemoryCollector:
+    """Prometheus collector: this container's memory working set and limit (MemoryUsageCritical in the lab)."""
+
+    def __init__(self, root: str = CGROUP_ROOT) -> None:
+        self.root = root
+
+    def collect(self):
+        from prometheus_client.core import GaugeMetricFamily
+
+        working_set, limit = container_memory(self.root)
+        if working_set is not None:
+            yield GaugeMetricFamily("taskscheduler_container_memory_working_set_bytes",
+                                    "Memory in use by this container (usage minus inactive page cache)",
+                                    value=working_set)
+        if limit is not None:
+            yield GaugeMetricFamily("taskscheduler_container_memory_limit_bytes",
+                                    "Memory limit of this container (absent when it has none)", value=limit)
+
+
+def register_container_metrics() -> None:
+    """Add the container memory collector to the default registry (once per process)."""
+    from prometheus_client import REGISTRY
+
+    REGISTRY.register(ContainerMemoryCollector())
+
+
 def instance_id() -> str:
     return os.environ.get("WORKER_ID") or socket.gethostname()
 

@@ -12,7 +12,15 @@ import time
 
 from prometheus_client import Counter, Gauge, start_http_server
 
-from .common import create_pool, env_float, env_int, install_stop_handlers, setup_logging, sleep_or_stop
+from .common import (
+    create_pool,
+    env_float,
+    env_int,
+    install_stop_handlers,
+    register_container_metrics,
+    setup_logging,
+    sleep_or_stop,
+)
 
 log = setup_logging("scheduler")
 
@@ -62,6 +70,7 @@ async def tick(pool, batch: int) -> int:
 async def run() -> None:
     stop = asyncio.Event()
     install_stop_handlers(stop)
+    register_container_metrics()
     start_http_server(env_int("METRICS_PORT", 9101))
     pool = await create_pool(max_size=2)
     interval = env_float("SCHEDULER_TICK_SECONDS", 1.0)

@@ -18,8 +18,16 @@ from typing import Any
 
 from prometheus_client import Counter, Gauge, start_http_server
 
-from .common import (create_pool, env_float, env_int, install_stop_handlers, instance_id, setup_logging,
-                     sleep_or_stop)
+from .common import (
+    create_pool,
+    env_float,
+    env_int,
+    install_stop_handlers,
+    instance_id,
+    register_container_metrics,
+    setup_logging,
+    sleep_or_stop,
+)
 
 log = setup_logging("worker")
 
@@ -184,6 +192,7 @@ class Worker:
 
     async def run(self) -> None:
         install_stop_handlers(self.stop)
+        register_container_metrics()
         start_http_server(env_int("METRICS_PORT", 9102))
         self.pool = await create_pool(max_size=self.concurrency + 2)
         from datetime import datetime, timezone
