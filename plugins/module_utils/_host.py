@@ -82,25 +82,27 @@ def disk(path: str) -> dict[str, Any]:
 
 
 def disks(paths: Iterable[str], mounts_path: str = "/proc/mounts") -> tuple[list[dict[str, Any]], list[str]]:
-    """Free space of every data mount plus `paths` (one entry per file system); also the paths that failed."""
+    """Free space of every data mount, then of `paths`: one entry per file system, named by the first path seen on
+    it (mount points first), the other paths on it under ``also``; plus the paths that could not be read."""
     try:
         with open(mounts_path, encoding="utf-8", errors="replace") as fh:
             candidates = data_mounts(parse_mounts(fh.read()))
     except OSError:
         candidates = ["/"]
-    seen: set[int] = set()
-    out, errors = [], []
-    for path in list(paths) + candidates:
+    by_device: dict[int, dict[str, Any]] = {}
+    errors = []
+    for path in candidates + [p for p in paths if p not in candidates]:
         try:
             entry = disk(path)
         except OSError as exc:
             errors.append(f"{path}: {exc.strerror or exc}")
             continue
-        if entry["device"] in seen:
-            continue
-        seen.add(entry.pop("device"))
-        out.append(entry)
-    return out, errors
+        device = entry.pop("device")
+        if device in by_device:
+            by_device[device].setdefault("also", []).append(path)
+        else:
+            by_device[device] = entry
+    return list(by_device.values()), errors
 
 
 def load() -> dict[str, Any]:

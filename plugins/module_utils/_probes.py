@@ -207,7 +207,7 @@ def probe_containers(ctx: Context) -> Area:
     entries = [e for es in by_service.values() for e in es]
     with ThreadPoolExecutor(max_workers=max(1, min(32, len(entries)))) as pool:
         inspected = list(pool.map(lambda e: _inspect(ctx, e), entries))
-        containers = [c for c in inspected if c is not None]
+        containers = sorted((c for c in inspected if c is not None), key=lambda c: (c["service"], c["name"]))
         if ctx.settings.include_stats:
             running = [c for c in containers if c["state"] == "running"]
             for c, figures in zip(running, pool.map(lambda c: _stats(ctx, c["id"]), running)):
@@ -495,6 +495,9 @@ def evaluate_workers(result: Result, expected: int | None) -> Area:
         area.flag(DEGRADED, f"{alive}/{expected} workers alive (< {min_ratio:.0%}, WorkerHealthDegraded)")
     elif expected and alive < expected:
         area.note(f"{alive} of {expected} expected workers alive")
+    elif expected and alive > expected:
+        area.note(f"{alive} workers alive, {expected} expected: scaled up, or heartbeats of replaced workers that "
+                  f"have not aged out of the {window}s window yet")
     if w.get("stale"):
         area.note(f"{w['stale']} workers stopped heartbeating in the last hour without a clean stop")
     area.headline = (f"{alive}/{expected if expected else '?'} alive (heartbeat within {window}s), "

@@ -35,7 +35,8 @@ attributes:
 options:
   disk_paths:
     description:
-      - Paths whose file systems are checked besides the data mounts; reported under the first path given.
+      - Paths whose file systems are checked besides the data mounts; a path on a file system already reported is
+        listed in its RV(disks[].also).
     type: list
     elements: path
     default: []
@@ -110,9 +111,15 @@ disks:
   elements: dict
   contains:
     path:
-      description: Mount point or the path asked for.
+      description: The first path seen on the file system (its mount point for a data mount).
       type: str
       sample: /
+    also:
+      description: Other checked paths on the same file system (e.g. the Docker root directory).
+      type: list
+      elements: str
+      returned: when there are any
+      sample: [/var/lib/docker]
     total_bytes:
       description: Size.
       type: int

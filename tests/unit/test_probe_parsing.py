@@ -369,8 +369,9 @@ def test_data_mounts_skip_pseudo_and_container_filesystems():
 def test_disks_dedupe_by_filesystem_and_report_bad_paths(tmp_path):
     mounts = tmp_path / "mounts"
     mounts.write_text(f"/dev/x {tmp_path} ext4 rw 0 0\n")
-    disks, errors = _host.disks([str(tmp_path), str(tmp_path / "nope")], str(mounts))
-    assert [d["path"] for d in disks] == [str(tmp_path)]
+    (tmp_path / "sub").mkdir()
+    disks, errors = _host.disks([str(tmp_path / "sub"), str(tmp_path / "nope")], str(mounts))
+    assert [(d["path"], d.get("also")) for d in disks] == [(str(tmp_path), [str(tmp_path / "sub")])]
     assert 0 <= disks[0]["free_ratio"] <= 1 and "device" not in disks[0]
     assert errors and "nope" in errors[0]
 

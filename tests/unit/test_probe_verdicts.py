@@ -253,6 +253,11 @@ def test_workers_partial_and_stale_are_notes():
                        "1 workers stopped heartbeating in the last hour without a clean stop"]
 
 
+def test_workers_more_than_expected_is_a_note():
+    a = probes.evaluate_workers(Result(dict(WORKERS, alive=4)), 2)
+    assert a.status == HEALTHY and a.notes[0].startswith("4 workers alive, 2 expected")
+
+
 def test_scheduler_overdue():
     assert probes.evaluate_scheduler(Result(TASKS)).status == HEALTHY
     a = probes.evaluate_scheduler(Result(dict(TASKS, overdue=3, most_overdue_seconds=180.2)))
