@@ -71,6 +71,10 @@ HTTP_ARGS: dict[str, Any] = {
     "validate_certs": {"type": "bool", "default": True},
 }
 
+# Every diagnostic module accepts all of these (using those it needs), so that one module_defaults entry for
+# group/taskscheduler.ops.diagnostics (meta/runtime.yml) serves them all.
+CONNECTION_ARGS: dict[str, Any] = {**COMPOSE_ARGS, **DATABASE_ARGS, **REDIS_ARGS, **HTTP_ARGS}
+
 ENDPOINT_OPTIONS: dict[str, Any] = {
     "name": {"type": "str", "required": True},
     "url": {"type": "str"},

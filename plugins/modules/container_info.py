@@ -21,6 +21,9 @@ author:
   - taskscheduler.ops contributors
 extends_documentation_fragment:
   - taskscheduler.ops.compose
+  - taskscheduler.ops.database
+  - taskscheduler.ops.redis
+  - taskscheduler.ops.http
   - ansible.builtin.action_common_attributes
   - ansible.builtin.action_common_attributes.actiongroups
 attributes:
@@ -41,6 +44,10 @@ options:
         second for the CPU sample.
     type: bool
     default: true
+notes:
+  - Accepts every connection option of the C(taskscheduler.ops.diagnostics) action group (compose project, database,
+    Redis, HTTP), using those it needs, so one C(module_defaults) entry for
+    C(group/taskscheduler.ops.diagnostics) serves all the diagnostic modules.
 seealso:
   - module: taskscheduler.ops.system_health
   - module: community.docker.docker_container_info
@@ -211,14 +218,14 @@ memory_bytes_total:
 """
 
 from ansible_collections.taskscheduler.ops.plugins.module_utils._diag_module import (
-    COMPOSE_ARGS,
+    CONNECTION_ARGS,
     container_info,
     run_module,
 )
 
 
 def main() -> None:
-    run_module(dict(COMPOSE_ARGS, include_stats={"type": "bool", "default": True}), container_info, "container_info")
+    run_module(dict(CONNECTION_ARGS, include_stats=dict(type="bool", default=True)), container_info, "container_info")
 
 
 if __name__ == "__main__":

@@ -11,6 +11,8 @@ short_description: Disk free per mount, memory and load of the Docker host
 version_added: 0.1.0
 description:
   - The runbook's C(df -h), C(df -h /var/lib/docker/volumes/) and C(free -h), read from C(/proc) and C(statvfs).
+  - The Docker daemon (O(docker_host)) is asked for its root directory, whose file system is always checked; a daemon
+    that does not answer is not an error.
   - Every data file system (ext4, xfs, btrfs, zfs, nfs, ...; not tmpfs, overlay or other pseudo file systems) is
     reported once, plus the file systems of O(disk_paths) and of the Docker root directory.
   - A file system with less free space (or free inodes) than the DiskSpaceCritical share, or memory use above the
@@ -19,6 +21,10 @@ description:
 author:
   - taskscheduler.ops contributors
 extends_documentation_fragment:
+  - taskscheduler.ops.compose
+  - taskscheduler.ops.database
+  - taskscheduler.ops.redis
+  - taskscheduler.ops.http
   - ansible.builtin.action_common_attributes
   - ansible.builtin.action_common_attributes.actiongroups
 attributes:
@@ -40,16 +46,10 @@ options:
     type: list
     elements: path
     default: []
-  docker_host:
-    description:
-      - The Docker daemon asked for its root directory (C(/var/lib/docker)), whose file system is always checked.
-        Defaults to E(DOCKER_HOST), else V(unix:///var/run/docker.sock). Not reachable is not an error.
-    type: str
-  timeout:
-    description:
-      - Seconds to wait for the Docker daemon.
-    type: float
-    default: 10
+notes:
+  - Accepts every connection option of the C(taskscheduler.ops.diagnostics) action group (compose project, database,
+    Redis, HTTP), using those it needs, so one C(module_defaults) entry for
+    C(group/taskscheduler.ops.diagnostics) serves all the diagnostic modules.
 seealso:
   - module: taskscheduler.ops.system_health
   - module: ansible.builtin.setup
@@ -176,16 +176,16 @@ load:
   sample: {cpus: 2, load_1m: 0.41, load_5m: 0.52, load_15m: 0.6}
 """
 
-from ansible_collections.taskscheduler.ops.plugins.module_utils._diag_module import host_resources_info, run_module
+from ansible_collections.taskscheduler.ops.plugins.module_utils._diag_module import (
+    CONNECTION_ARGS,
+    host_resources_info,
+    run_module,
+)
 
 
 def main() -> None:
-    argument_spec = {
-        "disk_paths": {"type": "list", "elements": "path", "default": []},
-        "docker_host": {"type": "str"},
-        "timeout": {"type": "float", "default": 10.0},
-    }
-    run_module(argument_spec, host_resources_info, "host_resources_info")
+    run_module(dict(CONNECTION_ARGS, disk_paths=dict(type="list", elements="path", default=[])), host_resources_info,
+               "host_resources_info")
 
 
 if __name__ == "__main__":

@@ -21,6 +21,9 @@ description:
 author:
   - taskscheduler.ops contributors
 extends_documentation_fragment:
+  - taskscheduler.ops.compose
+  - taskscheduler.ops.database
+  - taskscheduler.ops.redis
   - taskscheduler.ops.http
   - ansible.builtin.action_common_attributes
   - ansible.builtin.action_common_attributes.actiongroups
@@ -85,11 +88,10 @@ options:
       - Seconds between the requests of one endpoint.
     type: float
     default: 0
-  timeout:
-    description:
-      - Seconds to wait for each request.
-    type: float
-    default: 10
+notes:
+  - Accepts every connection option of the C(taskscheduler.ops.diagnostics) action group (compose project, database,
+    Redis, HTTP), using those it needs, so one C(module_defaults) entry for
+    C(group/taskscheduler.ops.diagnostics) serves all the diagnostic modules.
 seealso:
   - module: taskscheduler.ops.system_health
   - module: ansible.builtin.uri
@@ -230,8 +232,8 @@ endpoints:
 """
 
 from ansible_collections.taskscheduler.ops.plugins.module_utils._diag_module import (
+    CONNECTION_ARGS,
     ENDPOINT_OPTIONS,
-    HTTP_ARGS,
     http_check,
     run_module,
 )
@@ -239,11 +241,10 @@ from ansible_collections.taskscheduler.ops.plugins.module_utils._diag_module imp
 
 def main() -> None:
     argument_spec = dict(
-        HTTP_ARGS,
-        endpoints={"type": "list", "elements": "dict", "required": True, "options": ENDPOINT_OPTIONS},
-        http_samples={"type": "int", "default": 1},
-        http_interval={"type": "float", "default": 0.0},
-        timeout={"type": "float", "default": 10.0},
+        CONNECTION_ARGS,
+        endpoints=dict(type="list", elements="dict", required=True, options=ENDPOINT_OPTIONS),
+        http_samples=dict(type="int", default=1),
+        http_interval=dict(type="float", default=0.0),
     )
     run_module(argument_spec, http_check, "http_check")
 

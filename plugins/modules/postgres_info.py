@@ -24,6 +24,8 @@ author:
 extends_documentation_fragment:
   - taskscheduler.ops.compose
   - taskscheduler.ops.database
+  - taskscheduler.ops.redis
+  - taskscheduler.ops.http
   - ansible.builtin.action_common_attributes
   - ansible.builtin.action_common_attributes.actiongroups
 attributes:
@@ -44,6 +46,10 @@ options:
         (V(0) = none).
     type: int
     default: 5
+notes:
+  - Accepts every connection option of the C(taskscheduler.ops.diagnostics) action group (compose project, database,
+    Redis, HTTP), using those it needs, so one C(module_defaults) entry for
+    C(group/taskscheduler.ops.diagnostics) serves all the diagnostic modules.
 seealso:
   - module: taskscheduler.ops.system_health
   - module: taskscheduler.ops.work_queue_info
@@ -231,16 +237,14 @@ slow_statements:
 """
 
 from ansible_collections.taskscheduler.ops.plugins.module_utils._diag_module import (
-    COMPOSE_ARGS,
-    DATABASE_ARGS,
+    CONNECTION_ARGS,
     postgres_info,
     run_module,
 )
 
 
 def main() -> None:
-    run_module(dict(COMPOSE_ARGS, **DATABASE_ARGS, slow_statements={"type": "int", "default": 5}), postgres_info,
-               "postgres_info")
+    run_module(dict(CONNECTION_ARGS, slow_statements=dict(type="int", default=5)), postgres_info, "postgres_info")
 
 
 if __name__ == "__main__":

@@ -19,7 +19,9 @@ author:
   - taskscheduler.ops contributors
 extends_documentation_fragment:
   - taskscheduler.ops.compose
+  - taskscheduler.ops.database
   - taskscheduler.ops.redis
+  - taskscheduler.ops.http
   - ansible.builtin.action_common_attributes
   - ansible.builtin.action_common_attributes.actiongroups
 attributes:
@@ -33,6 +35,10 @@ attributes:
   action_group:
     support: full
     membership: [taskscheduler.ops.diagnostics]
+notes:
+  - Accepts every connection option of the C(taskscheduler.ops.diagnostics) action group (compose project, database,
+    Redis, HTTP), using those it needs, so one C(module_defaults) entry for
+    C(group/taskscheduler.ops.diagnostics) serves all the diagnostic modules.
 seealso:
   - module: taskscheduler.ops.system_health
   - module: community.general.redis_info
@@ -157,15 +163,14 @@ loading:
 """
 
 from ansible_collections.taskscheduler.ops.plugins.module_utils._diag_module import (
-    COMPOSE_ARGS,
-    REDIS_ARGS,
+    CONNECTION_ARGS,
     redis_info,
     run_module,
 )
 
 
 def main() -> None:
-    run_module(dict(COMPOSE_ARGS, **REDIS_ARGS), redis_info, "redis_info")
+    run_module(dict(CONNECTION_ARGS), redis_info, "redis_info")
 
 
 if __name__ == "__main__":

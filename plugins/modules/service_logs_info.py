@@ -19,6 +19,9 @@ author:
   - taskscheduler.ops contributors
 extends_documentation_fragment:
   - taskscheduler.ops.compose
+  - taskscheduler.ops.database
+  - taskscheduler.ops.redis
+  - taskscheduler.ops.http
   - ansible.builtin.action_common_attributes
   - ansible.builtin.action_common_attributes.actiongroups
 attributes:
@@ -58,6 +61,10 @@ options:
       - Python regular expression of the lines reported.
     type: str
     default: \b(ERROR|FATAL|CRITICAL|PANIC)\b
+notes:
+  - Accepts every connection option of the C(taskscheduler.ops.diagnostics) action group (compose project, database,
+    Redis, HTTP), using those it needs, so one C(module_defaults) entry for
+    C(group/taskscheduler.ops.diagnostics) serves all the diagnostic modules.
 seealso:
   - module: taskscheduler.ops.system_health
   - module: taskscheduler.ops.container_info
@@ -145,7 +152,7 @@ containers:
 """
 
 from ansible_collections.taskscheduler.ops.plugins.module_utils._diag_module import (
-    COMPOSE_ARGS,
+    CONNECTION_ARGS,
     LOG_ARGS,
     run_module,
     service_logs_info,
@@ -153,7 +160,7 @@ from ansible_collections.taskscheduler.ops.plugins.module_utils._diag_module imp
 
 
 def main() -> None:
-    run_module(dict(COMPOSE_ARGS, **LOG_ARGS), service_logs_info, "service_logs_info")
+    run_module(dict(CONNECTION_ARGS, **LOG_ARGS), service_logs_info, "service_logs_info")
 
 
 if __name__ == "__main__":

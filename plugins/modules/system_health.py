@@ -183,6 +183,9 @@ options:
     elements: path
     default: []
 notes:
+  - Accepts every connection option of the C(taskscheduler.ops.diagnostics) action group (compose project, database,
+    Redis, HTTP), using those it needs, so one C(module_defaults) entry for
+    C(group/taskscheduler.ops.diagnostics) serves all the diagnostic modules.
   - Thresholds are the collection's canonical ones (the same as its alert rules), not options.
   - Log lines are evidence, not a verdict; the V(logs) area is V(healthy) unless no log could be read.
 seealso:
@@ -218,6 +221,20 @@ EXAMPLES = r"""
     http_samples: 5
     slow_statements: 5
     queue_depth_minutes: 30
+
+- name: One set of connection options for every diagnostic module (the action group)
+  module_defaults:
+    group/taskscheduler.ops.diagnostics:
+      project: "{{ tsops_compose_project }}"
+      db_password: "{{ tsops_db_password }}"
+      timeout: 5
+  block:
+    - name: Queue and workers
+      taskscheduler.ops.work_queue_info:
+        sections: [queue, workers]
+    - name: Whole system
+      taskscheduler.ops.system_health:
+        api_url: "{{ tsops_api_url }}"
 
 - name: A database reached over the network
   taskscheduler.ops.system_health:
@@ -356,12 +373,9 @@ areas:
 """
 
 from ansible_collections.taskscheduler.ops.plugins.module_utils._diag_module import (
-    COMPOSE_ARGS,
-    DATABASE_ARGS,
+    CONNECTION_ARGS,
     ENDPOINTS_ARG,
-    HTTP_ARGS,
     LOG_ARGS,
-    REDIS_ARGS,
     run_module,
 )
 from ansible_collections.taskscheduler.ops.plugins.module_utils._probes import (
@@ -381,7 +395,7 @@ def check(params: dict) -> dict:
 
 def main() -> None:
     argument_spec = dict(
-        COMPOSE_ARGS, **DATABASE_ARGS, **REDIS_ARGS, **HTTP_ARGS, **LOG_ARGS,
+        CONNECTION_ARGS, **LOG_ARGS,
         areas={"type": "list", "elements": "str", "choices": list(ALL_AREAS), "default": list(ALL_AREAS)},
         api_url={"type": "str"},
         prometheus_url={"type": "str"},

@@ -29,6 +29,8 @@ author:
 extends_documentation_fragment:
   - taskscheduler.ops.compose
   - taskscheduler.ops.database
+  - taskscheduler.ops.redis
+  - taskscheduler.ops.http
   - ansible.builtin.action_common_attributes
   - ansible.builtin.action_common_attributes.actiongroups
 attributes:
@@ -60,6 +62,10 @@ options:
       - Minutes reported in RV(processing.per_minute).
     type: int
     default: 10
+notes:
+  - Accepts every connection option of the C(taskscheduler.ops.diagnostics) action group (compose project, database,
+    Redis, HTTP), using those it needs, so one C(module_defaults) entry for
+    C(group/taskscheduler.ops.diagnostics) serves all the diagnostic modules.
 seealso:
   - module: taskscheduler.ops.system_health
   - module: taskscheduler.ops.postgres_info
@@ -280,8 +286,7 @@ processing:
 """
 
 from ansible_collections.taskscheduler.ops.plugins.module_utils._diag_module import (
-    COMPOSE_ARGS,
-    DATABASE_ARGS,
+    CONNECTION_ARGS,
     run_module,
     work_queue_info,
 )
@@ -290,7 +295,7 @@ from ansible_collections.taskscheduler.ops.plugins.module_utils._diag_module imp
 def main() -> None:
     sections = ["queue", "workers", "scheduler", "processing"]
     argument_spec = dict(
-        COMPOSE_ARGS, **DATABASE_ARGS,
+        CONNECTION_ARGS,
         sections={"type": "list", "elements": "str", "choices": sections, "default": sections},
         expected_workers={"type": "int"},
         queue_depth_minutes={"type": "int", "default": 10},

@@ -49,8 +49,10 @@ def test_documentation_is_complete(name):
     assert doc["attributes"]["check_mode"]["support"] == "full"
     assert doc["attributes"]["action_group"]["membership"] == ["taskscheduler.ops.diagnostics"]
     assert yaml.safe_load(module.EXAMPLES) and yaml.safe_load(module.RETURN)["status"]
-    for task in yaml.safe_load(module.EXAMPLES):
-        assert all("." in key for key in task if key not in ("name", "register", "when")), task  # FQCNs
+    tasks = yaml.safe_load(module.EXAMPLES)
+    for task in tasks + [t for block in tasks for t in block.get("block", [])]:
+        keywords = ("name", "register", "when", "block", "module_defaults")
+        assert all("." in key for key in task if key not in keywords), task  # FQCNs
 
 
 @pytest.mark.parametrize("name", MODULES)
