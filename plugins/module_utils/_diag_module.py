@@ -105,6 +105,7 @@ def validate(params: dict[str, Any]) -> None:
     """Checks the argument spec cannot express; raise InvalidInput naming the parameter."""
     checks: list[tuple[str, Callable[[Any], bool], str]] = [
         ("timeout", lambda v: v > 0, "must be > 0"),
+        ("stats_interval", lambda v: 0.05 <= v <= 10, "must be between 0.05 and 10 seconds"),
         ("http_samples", lambda v: 1 <= v <= 1000, "must be between 1 and 1000"),
         ("http_interval", lambda v: 0 <= v <= 60, "must be between 0 and 60 seconds"),
         ("slow_statements", lambda v: 0 <= v <= 100, "must be between 0 (off) and 100"),

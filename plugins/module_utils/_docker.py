@@ -72,6 +72,11 @@ class DockerApi:
             raise DockerError(f"docker_host {self.host!r}: only unix:// and plain tcp:// daemons are supported; "
                               "run the module on the Docker host itself (delegate_to) for ssh:// or TLS daemons")
 
+    @property
+    def is_local(self) -> bool:
+        """Whether the daemon is on this host (a unix socket): its containers' cgroups are readable here."""
+        return self._unix_path is not None
+
     # --- Engine API ----------------------------------------------------------------------------
     def _connection(self, timeout: float | None = None) -> http.client.HTTPConnection:
         if self._unix_path is not None:

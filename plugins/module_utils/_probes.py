@@ -20,7 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from typing import Any, Callable
 
-from . import _host, _http
+from . import _cgroup, _host, _http
 from ._docker import DockerApi, DockerError, describe, find_containers, parse_duration, pick_running, stats_figures
 from ._pg import Batch, PsqlViaDocker, PsycopgConnection, Result
 from ._probes_sql import processing_query, queue_query, server_query, slow_statements_query, tasks_query, workers_query
@@ -65,6 +65,7 @@ class Settings:
         self.slow_statements: int = int(get("slow_statements") or 0)
         self.queue_depth_minutes: int = int(get("queue_depth_minutes") or 10)
         self.include_stats: bool = bool(get("include_stats", True))
+        self.stats_interval: float = float(get("stats_interval") or 0.5)
         self.log_since: float = parse_duration(get("log_since") or "15m")
         self.log_lines: int = int(get("log_lines") if get("log_lines") is not None else 5)
         self.log_tail: int = int(get("log_tail") or 5000)
@@ -206,21 +207,26 @@ def probe_containers(ctx: Context) -> Area:
         return area
     entries = [e for es in by_service.values() for e in es]
     with ThreadPoolExecutor(max_workers=max(1, min(32, len(entries)))) as pool:
-        inspected = list(pool.map(lambda e: _inspect(ctx, e), entries))
-        containers = sorted((c for c in inspected if c is not None), key=lambda c: (c["service"], c["name"]))
+        inspected = [c for c in pool.map(lambda e: _inspect(ctx, e), entries) if c is not None]
         if ctx.settings.include_stats:
-            running = [c for c in containers if c["state"] == "running"]
-            for c, figures in zip(running, pool.map(lambda c: _stats(ctx, c["id"]), running)):
-                c.update(figures)
+            running = {full_id: c for full_id, c in inspected if c["state"] == "running"}
+            # On the Docker host the cgroups give the figures in `stats_interval`; the daemon needs a second or more.
+            local = _cgroup.sample(running, ctx.settings.stats_interval) if ctx.api.is_local else {}
+            for full_id, figures in local.items():
+                running[full_id].update(figures)
+            rest = [i for i in running if i not in local]
+            for full_id, figures in zip(rest, pool.map(lambda i: _stats(ctx, i), rest)):
+                running[full_id].update(figures)
+    containers = sorted((c for _, c in inspected), key=lambda c: (c["service"], c["name"]))
     return evaluate_containers(containers, ctx.settings.services, ctx.settings.project)
 
 
-def _inspect(ctx: Context, entry: dict[str, Any]) -> dict[str, Any] | None:
+def _inspect(ctx: Context, entry: dict[str, Any]) -> tuple[str, dict[str, Any]] | None:
     try:
         doc = ctx.api.inspect(entry["Id"])
     except DockerError:
         doc = None
-    return describe(doc) if doc else None  # None: removed between list and inspect
+    return (doc["Id"], describe(doc)) if doc else None  # None: removed between list and inspect
 
 
 def _stats(ctx: Context, container_id: str) -> dict[str, Any]:

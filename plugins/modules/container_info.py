@@ -44,6 +44,13 @@ options:
         second for the CPU sample.
     type: bool
     default: true
+  stats_interval:
+    description:
+      - Seconds between the two CPU readings taken from the containers' cgroups when the module runs on the Docker
+        host (a V(unix://) O(docker_host)). Containers whose cgroup cannot be read are sampled by the Docker daemon,
+        which takes about a second.
+    type: float
+    default: 0.5
 notes:
   - Accepts every connection option of the C(taskscheduler.ops.diagnostics) action group (compose project, database,
     Redis, HTTP), using those it needs, so one C(module_defaults) entry for
@@ -225,7 +232,8 @@ from ansible_collections.taskscheduler.ops.plugins.module_utils._diag_module imp
 
 
 def main() -> None:
-    run_module(dict(CONNECTION_ARGS, include_stats=dict(type="bool", default=True)), container_info, "container_info")
+    run_module(dict(CONNECTION_ARGS, include_stats=dict(type="bool", default=True),
+                    stats_interval=dict(type="float", default=0.5)), container_info, "container_info")
 
 
 if __name__ == "__main__":

@@ -151,6 +151,13 @@ options:
         about a second for the CPU sample; V(false) saves that.
     type: bool
     default: true
+  stats_interval:
+    description:
+      - Seconds between the two CPU readings taken from the containers' cgroups when the module runs on the Docker
+        host (a V(unix://) O(docker_host)). Containers whose cgroup cannot be read are sampled by the Docker daemon,
+        which takes about a second.
+    type: float
+    default: 0.5
   log_since:
     description:
       - How far back to read the services' logs (C(docker logs --since)), as V(90s), V(15m), V(2h).
@@ -408,6 +415,7 @@ def main() -> None:
         slow_statements={"type": "int", "default": 0},
         queue_depth_minutes={"type": "int", "default": 10},
         include_stats={"type": "bool", "default": True},
+        stats_interval={"type": "float", "default": 0.5},
         disk_paths={"type": "list", "elements": "path", "default": []},
     )
     run_module(argument_spec, check, "system_health")

@@ -10,7 +10,7 @@ import threading
 from typing import Any
 
 import pytest
-from ansible_collections.taskscheduler.ops.plugins.module_utils import _docker, _host, _http, _pg, _redis
+from ansible_collections.taskscheduler.ops.plugins.module_utils import _cgroup, _docker, _host, _http, _pg, _redis
 from ansible_collections.taskscheduler.ops.plugins.module_utils import _probes_sql as sql
 
 
@@ -404,3 +404,49 @@ def test_request_once_connection_refused():
         port = s.getsockname()[1]
     r = _http.request_once(f"http://127.0.0.1:{port}/health", timeout=2, use_proxy=False)
     assert (r["status_code"], r["error"]) == (0, "connection refused")
+
+
+# --- cgroups ---------------------------------------------------------------------------------------------
+def write(path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+
+
+def test_cgroup_v1_cgroupfs(tmp_path, monkeypatch):
+    cid = "a" * 64
+    write(tmp_path / "cpuacct" / "docker" / cid / "cpuacct.usage", "1000000000\n")
+    mem = tmp_path / "memory" / "docker" / cid
+    write(mem / "memory.usage_in_bytes", str(50 * 2**20))
+    write(mem / "memory.limit_in_bytes", "9223372036854771712")
+    write(mem / "memory.stat", "cache 1\ninactive_file 4096\ntotal_inactive_file 10485760\n")
+    write(tmp_path / "pids" / "docker" / cid / "pids.current", "3\n")
+    monkeypatch.setattr(_cgroup, "host_memory_bytes", lambda: 1000 * 2**20)
+    cg = _cgroup.ContainerCgroup(cid, str(tmp_path))
+    assert cg.found and cg.v2 is None and cg.cpu_ns() == 10**9
+    # No limit: the host's memory, as docker stats shows it; total_inactive_file (v1) is left out.
+    assert cg.memory_figures(1000 * 2**20) == {"memory_bytes": 40 * 2**20, "memory_limit_bytes": 1000 * 2**20,
+                                               "memory_percent": 4.0, "pids": 3}
+
+
+def test_cgroup_v2_systemd_sample_measures_cpu_over_the_interval(tmp_path, monkeypatch):
+    cid = "b" * 64
+    scope = tmp_path / "system.slice" / f"docker-{cid}.scope"
+    write(scope / "cpu.stat", "usage_usec 1000000\nuser_usec 1\n")
+    write(scope / "memory.current", str(300 * 2**20))
+    write(scope / "memory.max", str(600 * 2**20))
+    write(scope / "memory.stat", "anon 1\ninactive_file 0\n")
+    write(scope / "pids.current", "12")
+    readings = iter(["usage_usec 1000000\n", "usage_usec 1250000\n"])  # +0.25 s of CPU
+    real_read = _cgroup._read
+    monkeypatch.setattr(_cgroup, "_read", lambda p: next(readings) if p.endswith("cpu.stat") else real_read(p))
+    clock = iter([100.0, 100.5])
+    monkeypatch.setattr(_cgroup.time, "monotonic", lambda: next(clock))
+    monkeypatch.setattr(_cgroup.time, "sleep", lambda s: None)
+    out = _cgroup.sample([cid, "c" * 64], 0.5, str(tmp_path))
+    assert list(out) == [cid]  # the other container has no cgroup here: left to the Engine API
+    assert out[cid] == {"cpu_percent": 50.0, "memory_bytes": 300 * 2**20, "memory_limit_bytes": 600 * 2**20,
+                        "memory_percent": 50.0, "pids": 12}
+
+
+def test_cgroup_none_found(tmp_path):
+    assert _cgroup.sample(["d" * 64], 0.01, str(tmp_path)) == {}
