@@ -104,7 +104,7 @@ class Context:
         entries = self.containers().get(service)
         running = pick_running(entries)
         if running is not None:
-            return running["Id"]
+            return _name(running)  # docker exec takes names too, and messages read better
         where = f"compose project {self.settings.project!r}" if self.settings.project else "this host"
         if not entries:
             raise ProbeError(f"no container of service {service!r} in {where} (nor one named {service!r})")
