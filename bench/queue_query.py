@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Benchmark: the runbook's work-queue query over a million due_work rows, index vs sequential scan.
 
 Loads 1,000,000 due_work rows into a scratch database of the lab's PostgreSQL (schema from lab/schema.sql):
@@ -10,7 +9,7 @@ mostly finished history plus a few thousand pending rows, then runs the runbook'
 many times with the lab's indexes and, in the same run, with index use disabled (a plain sequential scan),
 and prints the median execution times and their ratio. Target: under 5 ms with the index.
 
-Usage: bench/queue_query.py [--rows N] [--pending N] [--repeat N]   (needs the lab up: make lab-up)
+Usage: python bench/queue_query.py [--rows N] [--pending N] [--repeat N]   (needs the lab up: make lab-up)
 """
 
 from __future__ import annotations
@@ -23,7 +22,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "integration"))
-from lab import Lab  # noqa: E402
+from lab import Lab
 
 RUNBOOK_QUERY = """SELECT COUNT(*) as pending_work, MIN(run_at) as oldest_work, MAX(run_at) as newest_work
 FROM due_work WHERE run_at <= now() AND (locked_until IS NULL OR locked_until < now())"""
@@ -72,7 +71,7 @@ def measure(lab: Lab, repeat: int, seqscan: bool) -> tuple[list[float], str, str
     settings = "SET enable_indexscan = off; SET enable_bitmapscan = off; SET enable_indexonlyscan = off;" \
         if seqscan else ""
     # one psql session: warm-up, then `repeat` EXPLAIN ANALYZE runs and the query's own result
-    script = settings + "".join(f"EXPLAIN (ANALYZE, FORMAT TEXT) {RUNBOOK_QUERY};" for _ in range(repeat + 2))
+    script = settings + "".join(f"EXPLAIN (ANALYZE, FORMAT TEXT) {RUNBOOK_QUERY};" for _run in range(repeat + 2))
     out = su_psql(lab, script + RUNBOOK_QUERY + ";", db=DB)
     times = [float(m) for m in re.findall(r"Execution Time: ([\d.]+) ms", out)][2:]
     plan = next((ln.strip() for ln in out.splitlines() if "Scan" in ln), "?")

@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 # Copyright: taskscheduler.ops contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """PRIVATE to the collection: do not import from outside taskscheduler.ops.
@@ -52,20 +51,20 @@ class Firewall:
 
     def tagged(self, chain: str, port: int, proto: str) -> list[str]:
         """Our rules for this port in a chain, as ``iptables -S`` prints them."""
-        rc, out, _ = self.run([self.iptables, "-w", "-S", chain])
+        rc, out, _err = self.run([self.iptables, "-w", "-S", chain])
         if rc != 0:
             return []
         needle = f'"{comment(port, proto)}"'
         return [ln for ln in out.splitlines() if needle in ln and ln.startswith("-A ")]
 
     def must(self, argv: list[str]) -> None:
-        rc, _, err = self.run([self.iptables, "-w"] + argv)
+        rc, _out, err = self.run([self.iptables, "-w"] + argv)
         if rc != 0:
             raise RuntimeError(f"iptables {' '.join(argv)} failed: {err.strip()}")
 
     def apply(self, rules: list[tuple[str, list[str]]], check_mode: bool) -> bool:
         """Make every rule present at the top of its chain, in order; True when something changed."""
-        missing = [(c, s) for c, s in rules if not self.has(c, s)]
+        missing = [(chain, spec) for chain, spec in rules if not self.has(chain, spec)]
         if not missing:
             return False
         if check_mode:
@@ -73,7 +72,7 @@ class Firewall:
         # A partial set may stand in the wrong order: take ours out, then insert the whole set in reverse at
         # position 1, so that it ends in the given order at the top of each chain.
         port, proto = self._port_proto(rules)
-        self.remove(sorted({c for c, _ in rules}), port, proto, check_mode=False)
+        self.remove(sorted({chain for chain, _spec in rules}), port, proto, check_mode=False)
         for chain, spec in reversed(rules):
             self.must(["-I", chain, "1"] + spec)
         return True
@@ -82,7 +81,7 @@ class Firewall:
     def _port_proto(rules: list[tuple[str, list[str]]]) -> tuple[int, str]:
         spec = rules[-1][1]
         text = spec[spec.index("--comment") + 1]
-        proto, _, port = text.split(" ", 1)[1].partition("/")
+        proto, _sep, port = text.split(" ", 1)[1].partition("/")
         return int(port), proto
 
     def remove(self, chains: list[str], port: int, proto: str, check_mode: bool) -> list[str]:

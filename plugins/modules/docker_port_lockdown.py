@@ -1,5 +1,4 @@
 #!/usr/bin/python
-# -*- coding: utf-8 -*-
 # Copyright: taskscheduler.ops contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Ansible module: block (or unblock) external access to a port published by Docker."""
@@ -12,16 +11,17 @@ module: docker_port_lockdown
 short_description: Block or lift external access to a port that Docker publishes (DOCKER-USER chain)
 version_added: 0.1.0
 description:
-  - The runbook's isolation step (C(iptables -A INPUT -p tcp --dport 8080 -j DROP)) does not stop traffic to a port
-    that Docker publishes: Docker rewrites the destination in C(PREROUTING) and forwards the packets, which never
-    cross C(INPUT). This module puts the block where Docker leaves room for it, the C(DOCKER-USER) chain, matching
+  - "The runbook's isolation step (C(iptables -A INPUT -p tcp --dport 8080 -j DROP)) does not stop traffic to a port
+    that Docker publishes. Docker rewrites the destination in C(PREROUTING) and forwards the packets, which never
+    cross C(INPUT)."
+  - This module puts the block where Docker leaves room for it, the C(DOCKER-USER) chain, matching
     the port the client asked for (C(-m conntrack --ctorigdstport)) since the destination port has been rewritten
     to the container's by then. Established connections are cut as well.
   - A C(DROP) rule for the same port in C(INPUT) (except loopback) covers a service listening on the host itself.
   - Loopback stays open so responders on the host keep verifying the service; O(allow_sources) stay open too.
   - Rules carry the comment C(tsops-lockdown <proto>/<port>); C(state=absent) removes exactly those.
 author:
-  - taskscheduler.ops contributors
+  - Taskscheduler Ops Team (@taskscheduler-ops)
 attributes:
   check_mode:
     support: full
@@ -31,6 +31,7 @@ attributes:
     description: The rules of the port before and after.
   idempotent:
     support: full
+    description: A second run with the same options changes nothing.
 options:
   port:
     description: The published (host) port, e.g. C(8080) for the API.
@@ -82,7 +83,9 @@ rules:
   returned: always
   type: list
   elements: str
-  sample: ['-A DOCKER-USER -p tcp -m conntrack --ctorigdstport 8080 --ctdir ORIGINAL -m comment --comment "tsops-lockdown tcp/8080" -j DROP']
+  sample:
+    - -A DOCKER-USER -p tcp -m conntrack --ctorigdstport 8080 --ctdir ORIGINAL
+      -m comment --comment "tsops-lockdown tcp/8080" -j DROP
 removed:
   description: Rules removed (C(state=absent)).
   returned: when O(state=absent)
@@ -90,9 +93,8 @@ removed:
   elements: str
 """
 
-from ansible.module_utils.basic import AnsibleModule  # noqa: E402
-from ansible_collections.taskscheduler.ops.plugins.module_utils._lockdown import (  # noqa: E402
-    Firewall, wanted_rules)
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.taskscheduler.ops.plugins.module_utils._lockdown import Firewall, wanted_rules
 
 
 def main() -> None:
@@ -136,7 +138,8 @@ def main() -> None:
     else:
         after = [" ".join(["-A", c] + spec) for c, spec in
                  wanted_rules(p["port"], p["protocol"], p["allow_sources"], p["input_chain"])]
-    result = dict(changed=changed, rules=after, diff=dict(before="\n".join(before) + "\n", after="\n".join(after) + "\n"))
+    result = dict(changed=changed, rules=after,
+                  diff=dict(before="\n".join(before) + "\n", after="\n".join(after) + "\n"))
     if removed is not None:
         result["removed"] = removed
     module.exit_json(**result)

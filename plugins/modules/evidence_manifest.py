@@ -1,5 +1,4 @@
 #!/usr/bin/python
-# -*- coding: utf-8 -*-
 # Copyright: taskscheduler.ops contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Ansible module: SHA-256 manifest of collected evidence, files made read-only, and its verification."""
@@ -12,22 +11,24 @@ module: evidence_manifest
 short_description: Hash collected evidence into a SHA-256 manifest, make it read-only, or verify it
 version_added: 0.1.0
 description:
-  - Seals a directory of evidence (security incident captures, backups): every file is hashed into C(MANIFEST.sha256)
-    (C(sha256sum -c) format) and C(manifest.json) (UTC time, host, collector, incident, tool versions, and per file
-    its SHA-256, size and modification time), and made read-only.
+  - Seals a directory of evidence (security incident captures, backups). Every file is hashed into
+    C(MANIFEST.sha256) (in C(sha256sum -c) format) and C(manifest.json) (UTC time, host, collector, incident, tool
+    versions, and per file its SHA-256, size and modification time), and made read-only.
   - Files added later are appended to the manifest. A file whose content no longer matches its recorded hash makes
     the module fail (evidence must not change), and nothing is rewritten.
   - O(state=verified) only checks every recorded hash and reports mismatches and missing files.
 author:
-  - taskscheduler.ops contributors
+  - Taskscheduler Ops Team (@taskscheduler-ops)
 attributes:
   check_mode:
     support: full
     description: Hashes and reports what it would record; writes and changes no permission.
   diff_mode:
     support: none
+    description: The result lists the files added.
   idempotent:
     support: full
+    description: A second run on the same files changes nothing.
 options:
   path:
     description: The evidence directory.
@@ -100,14 +101,14 @@ manifest:
   type: str
 """
 
-import hashlib  # noqa: E402
-import json  # noqa: E402
-import os  # noqa: E402
-import socket  # noqa: E402
-import stat  # noqa: E402
-from datetime import datetime, timezone  # noqa: E402
+import hashlib
+import json
+import os
+import socket
+import stat
+from datetime import datetime, timezone
 
-from ansible.module_utils.basic import AnsibleModule  # noqa: E402
+from ansible.module_utils.basic import AnsibleModule
 
 MANIFEST_JSON = "manifest.json"
 MANIFEST_SUM = "MANIFEST.sha256"

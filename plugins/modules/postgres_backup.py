@@ -1,5 +1,4 @@
 #!/usr/bin/python
-# -*- coding: utf-8 -*-
 # Copyright: taskscheduler.ops contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Ansible module: emergency backup of the scheduler's database, hashed and proved restorable."""
@@ -20,13 +19,14 @@ description:
   - Needs only Docker on the host. Run it before any restart of a database that still answers.
   - Backups are never overwritten or deleted; each run writes a new file.
 author:
-  - taskscheduler.ops contributors
+  - Taskscheduler Ops Team (@taskscheduler-ops)
 attributes:
   check_mode:
     support: full
     description: Finds the container and reports the file it would write; dumps nothing.
   diff_mode:
     support: none
+    description: Nothing to compare; the result lists the file written.
   idempotent:
     support: none
     description: Every run takes a new backup, by design.
@@ -75,12 +75,8 @@ options:
     description: Prove the backup restorable by restoring it into a scratch database.
     type: bool
     default: true
-  timeout:
-    description: Seconds allowed for each of dump and restore.
-    type: int
-    default: 600
 notes:
-  - A file that exists already is never overwritten: the module fails instead.
+  - "A file that exists already is never overwritten: the module fails instead."
 seealso:
   - module: community.postgresql.postgresql_db
     description: C(state=dump) when the database is reached over TCP with client tools on the host.
@@ -147,14 +143,18 @@ duration_seconds:
   type: float
 """
 
-import os  # noqa: E402
-import time  # noqa: E402
+import os
+import time
 
-from ansible.module_utils.basic import AnsibleModule  # noqa: E402
-from ansible_collections.taskscheduler.ops.plugins.module_utils._backup import (  # noqa: E402
-    BackupError, DockerPostgres, take_backup)
-from ansible_collections.taskscheduler.ops.plugins.module_utils._docker import (  # noqa: E402
-    DockerApi, DockerError, container_name, find_containers, pick_running)
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.taskscheduler.ops.plugins.module_utils._backup import BackupError, DockerPostgres, take_backup
+from ansible_collections.taskscheduler.ops.plugins.module_utils._docker import (
+    DockerApi,
+    DockerError,
+    container_name,
+    find_containers,
+    pick_running,
+)
 
 
 def resolve_container(params: dict) -> str:
@@ -185,7 +185,6 @@ def main() -> None:
             dest=dict(type="path", required=True),
             name=dict(type="str"),
             verify=dict(type="bool", default=True),
-            timeout=dict(type="int", default=600),
         ),
         supports_check_mode=True,
     )
@@ -198,7 +197,8 @@ def main() -> None:
             raise BackupError(f"{path} exists already; backups are never overwritten (choose another name)")
         if module.check_mode:
             module.exit_json(changed=True, path=path, container=container)
-        pg = DockerPostgres(p["docker_cli"], p["docker_host"], container, p["db_password"], p["timeout"])
+        pg = DockerPostgres(lambda argv, env: module.run_command(argv, environ_update=env), p["docker_cli"],
+                            p["docker_host"], container, p["db_password"])
         result = take_backup(pg, p["db_name"], p["db_user"], p["admin_user"], p["dest"], name, p["verify"])
     except (BackupError, DockerError, OSError) as exc:
         module.fail_json(msg=f"backup of {p['db_name']} failed: {exc}", path=path)

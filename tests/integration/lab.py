@@ -12,8 +12,9 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[2]
 LAB_DIR = REPO / "lab"
@@ -24,7 +25,7 @@ def read_env_file(path: Path) -> dict[str, str]:
     out: dict[str, str] = {}
     for line in path.read_text().splitlines():
         if "=" in line and not line.lstrip().startswith("#"):
-            k, _, v = line.partition("=")
+            k, _sep, v = line.partition("=")
             out[k.strip()] = v.strip()
     return out
 

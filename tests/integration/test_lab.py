@@ -12,6 +12,7 @@ import time
 import uuid
 
 import pytest
+
 from lab import Lab, wait_until
 
 SERVICES = ["postgres", "redis", "api", "scheduler", "worker", "receiver", "postgres-exporter", "redis-exporter",
@@ -70,7 +71,7 @@ def test_every_service_runs_and_is_healthy(lab: Lab):
 
 def test_prometheus_scrapes_every_target(lab: Lab):
     def all_up():
-        status, body = lab.http("GET", "/api/v1/targets", token=None, base=lab.url("prometheus"))
+        _status, body = lab.http("GET", "/api/v1/targets", token=None, base=lab.url("prometheus"))
         targets = body["data"]["activeTargets"]
         jobs = {t["labels"]["job"]: t["health"] for t in targets}
         return jobs if len(jobs) >= 8 and all(h == "up" for h in jobs.values()) else None
@@ -127,7 +128,7 @@ def test_no_due_work_row_runs_twice_or_concurrently(lab: Lab):
 def test_sigkill_of_a_worker_loses_no_work(healthy_lab: Lab):
     lab = healthy_lab
     task_id = make_task(lab, duration_ms=4000)
-    (due_id, _) = queue_work(lab, task_id, 1)
+    due_id = queue_work(lab, task_id, 1)[0]
     holder = wait_until(lambda: lab.psql(f"SELECT locked_by FROM due_work WHERE id = {due_id} AND status = 'running'"),
                         timeout=20, what="the row to be claimed")
     victim = next(c for c in lab.containers("worker")
@@ -151,7 +152,7 @@ def test_sigkill_of_a_worker_loses_no_work(healthy_lab: Lab):
 def test_sigterm_returns_leases_at_once(healthy_lab: Lab):
     lab = healthy_lab
     task_id = make_task(lab, duration_ms=8000)
-    (due_id, _) = queue_work(lab, task_id, 1)
+    due_id = queue_work(lab, task_id, 1)[0]
     holder = wait_until(lambda: lab.psql(f"SELECT locked_by FROM due_work WHERE id = {due_id} AND status = 'running'"),
                         timeout=20, what="the row to be claimed")
     victim = next(c for c in lab.containers("worker")
@@ -169,8 +170,8 @@ def test_bad_and_revoked_tokens_are_rejected_and_audited(lab: Lab):
                           (lab.env["LAB_REVOKED_TOKEN"], "revoked_token")):
         status, body = lab.http("GET", f"/api/v1/tasks?probe={marker}", token=token)
         assert status == 401 and body["error"] == reason
-    rows = lab.psql(f"SELECT actor, outcome, detail->>'reason', source_addr IS NOT NULL FROM audit_log "
-                    f"WHERE action = 'auth.failed' AND at > now() - interval '1 minute' ORDER BY id DESC LIMIT 3")
+    rows = lab.psql("SELECT actor, outcome, detail->>'reason', source_addr IS NOT NULL FROM audit_log "
+                    "WHERE action = 'auth.failed' AND at > now() - interval '1 minute' ORDER BY id DESC LIMIT 3")
     got = {r.split("|")[2]: r for r in rows.splitlines()}
     assert set(got) == {"invalid_token", "missing_token", "revoked_token"}
     assert got["revoked_token"].startswith("former-admin|denied|")
@@ -184,14 +185,16 @@ def test_bad_and_revoked_tokens_are_rejected_and_audited(lab: Lab):
 def test_readiness_follows_postgres(healthy_lab: Lab):
     lab = healthy_lab
     lab.compose("stop", "postgres")
-    status, body = wait_until(lambda: (lambda r: r if r[0] == 503 else None)(lab.http("GET", "/health/ready",
-                                                                                           token=None)),
-                              timeout=20, what="ready to turn 503")
+
+    def unready():
+        answer = lab.http("GET", "/health/ready", token=None)
+        return answer if answer[0] == 503 else None
+
+    _status, body = wait_until(unready, timeout=20, what="ready to turn 503")
     assert body["checks"]["postgres"].startswith("error") and body["checks"]["redis"] == "ok"
     assert "postgres" in body["reason"]
     assert lab.status_of("/health") == 200, "liveness must not depend on the database"
-    status, _ = lab.http("GET", "/api/v1/tasks?nocache=1&status=active")
-    assert status == 503
+    assert lab.http("GET", "/api/v1/tasks?nocache=1&status=active")[0] == 503
     t0 = time.monotonic()
     lab.compose("start", "postgres")
     wait_until(lambda: lab.status_of("/health/ready") == 200, timeout=30, interval=0.2, what="ready 200 again")
@@ -210,8 +213,8 @@ def test_deploy_switches_the_api_image_and_records_it(healthy_lab: Lab):
     lab = healthy_lab
     good = lab.env["API_IMAGE"]
     bad = "tsops-lab/app:it-bad-release"
-    proc = subprocess.run(["docker", "build", "-q", "-t", bad, "-"], text=True, capture_output=True,
-                                        input=f"FROM {good}\nENV TSAPP_RELEASE_FAULT=errors TSAPP_VERSION=1.0.1-bad\n")
+    proc = subprocess.run(["docker", "build", "-q", "-t", bad, "-"], text=True, capture_output=True, check=False,
+                          input=f"FROM {good}\nENV TSAPP_RELEASE_FAULT=errors TSAPP_VERSION=1.0.1-bad\n")
     assert proc.returncode == 0, proc.stderr
     deployments = lab.state_dir / "deployments.jsonl"
     before = deployments.read_text().splitlines() if deployments.exists() else []

@@ -151,11 +151,12 @@ async def rate_limit(request: web.Request) -> None:
         r = request.app[REDIS]
         async with r.pipeline(transaction=True) as pipe:
             count, _ = await pipe.incr(key).expire(key, 120).execute()
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         REDIS_UP.set(0)
         raise DependencyDown("redis", exc) from exc
     if count > limit:
-        raise web.HTTPTooManyRequests(text=json.dumps({"error": "rate limit exceeded"}), content_type="application/json")
+        raise web.HTTPTooManyRequests(text=json.dumps({"error": "rate limit exceeded"}),
+                                      content_type="application/json")
 
 
 async def db_call(request: web.Request, method: str, query: str, *args: Any):
@@ -163,8 +164,8 @@ async def db_call(request: web.Request, method: str, query: str, *args: Any):
         result = await getattr(request.app[POOL], method)(query, *args)
         DB_UP.set(1)
         return result
-    except (OSError, asyncio.TimeoutError, asyncpg.PostgresConnectionError,
-            asyncpg.exceptions.CannotConnectNowError, asyncpg.exceptions.InterfaceError) as exc:
+    except (TimeoutError, OSError, asyncpg.PostgresConnectionError, asyncpg.exceptions.CannotConnectNowError,
+            asyncpg.exceptions.InterfaceError) as exc:
         DB_UP.set(0)
         raise DependencyDown("postgres", exc) from exc
 
@@ -229,19 +230,19 @@ async def list_tasks(request: web.Request) -> web.Response:
     r = request.app[REDIS]
     try:
         cached = await r.get(cache_key)
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         raise DependencyDown("redis", exc) from exc
     if cached:
         return web.Response(body=cached, content_type="application/json", headers={"X-Cache": "hit"})
     if status:
-        rows = await db_call(request, "fetch", f"SELECT {TASK_COLUMNS} FROM task WHERE status = $1 ORDER BY id LIMIT $2",
-                             status, limit)
+        rows = await db_call(request, "fetch",
+                             f"SELECT {TASK_COLUMNS} FROM task WHERE status = $1 ORDER BY id LIMIT $2", status, limit)
     else:
         rows = await db_call(request, "fetch", f"SELECT {TASK_COLUMNS} FROM task ORDER BY id LIMIT $1", limit)
     body = json.dumps({"tasks": [task_json(r_) for r_ in rows]})
     try:
         await r.set(cache_key, body, ex=2)
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         raise DependencyDown("redis", exc) from exc
     return web.Response(text=body, content_type="application/json", headers={"X-Cache": "miss"})
 
@@ -266,16 +267,17 @@ async def create_task(request: web.Request) -> web.Response:
             raise ValueError("interval_seconds must be > 0, status active|paused, payload an object")
     except (ValueError, KeyError, TypeError, json.JSONDecodeError) as exc:
         await audit(request, actor, "task.create", "error", detail={"error": str(exc)})
-        raise web.HTTPBadRequest(text=json.dumps({"error": f"bad request: {exc}"}), content_type="application/json")
+        raise web.HTTPBadRequest(text=json.dumps({"error": f"bad request: {exc}"}),
+                                 content_type="application/json") from exc
     try:
         row = await db_call(
             request, "fetchrow",
             f"INSERT INTO task (name, interval_seconds, payload, status) VALUES ($1, $2, $3::jsonb, $4) "
             f"RETURNING {TASK_COLUMNS}", name, interval, json.dumps(payload), status)
-    except asyncpg.UniqueViolationError:
+    except asyncpg.UniqueViolationError as exc:
         await audit(request, actor, "task.create", "error", target=name, detail={"error": "name exists"})
         raise web.HTTPConflict(text=json.dumps({"error": "a task with this name exists"}),
-                               content_type="application/json")
+                               content_type="application/json") from exc
     await audit(request, actor, "task.create", "success", target=f"task/{row['id']}", detail={"name": name})
     return web.json_response(task_json(row), status=201)
 
@@ -288,7 +290,8 @@ async def set_status(request: web.Request, status: str, action: str) -> web.Resp
         f"next_run_at = CASE WHEN $2 = 'active' THEN greatest(next_run_at, now()) ELSE next_run_at END "
         f"WHERE id = $1 RETURNING {TASK_COLUMNS}", task_id, status)
     if row is None:
-        await audit(request, request["actor"], action, "error", target=f"task/{task_id}", detail={"error": "no such task"})
+        await audit(request, request["actor"], action, "error", target=f"task/{task_id}",
+                    detail={"error": "no such task"})
         raise web.HTTPNotFound(text=json.dumps({"error": "no such task"}), content_type="application/json")
     await audit(request, request["actor"], action, "success", target=f"task/{task_id}")
     return web.json_response(task_json(row))

@@ -8,7 +8,7 @@ import os
 import signal
 import socket
 import sys
-from typing import Awaitable, Callable
+from collections.abc import Awaitable, Callable
 
 import asyncpg
 
@@ -138,7 +138,7 @@ async def sleep_or_stop(stop: asyncio.Event, seconds: float) -> bool:
     try:
         await asyncio.wait_for(stop.wait(), timeout=seconds)
         return True
-    except asyncio.TimeoutError:
+    except TimeoutError:
         return False
 
 

@@ -14,6 +14,7 @@ import json
 import random
 import socket
 import time
+from datetime import UTC
 from typing import Any
 
 from prometheus_client import Counter, Gauge, start_http_server
@@ -130,10 +131,7 @@ class Worker:
         except Exception as exc:  # noqa: BLE001
             error = f"{type(exc).__name__}: {exc}"
         success = error is None
-        if success:
-            status = "done"
-        else:
-            status = "failed" if attempt >= self.max_attempts else "pending"
+        status = "done" if success else ("failed" if attempt >= self.max_attempts else "pending")
         try:
             async with self.pool.acquire() as conn, conn.transaction():
                 kept = await conn.fetchval(FINISH_SQL, due_id, self.id, attempt, status, self.retry_backoff)
@@ -195,8 +193,8 @@ class Worker:
         register_container_metrics()
         start_http_server(env_int("METRICS_PORT", 9102))
         self.pool = await create_pool(max_size=self.concurrency + 2)
-        from datetime import datetime, timezone
-        self.started = datetime.now(timezone.utc)
+        from datetime import datetime
+        self.started = datetime.now(UTC)
         log.info("worker %s started: concurrency %s, lease %ss", self.id, self.concurrency, self.lease)
         hb = asyncio.create_task(self.heartbeat_loop())
         await self.claim_loop()
