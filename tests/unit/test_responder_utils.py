@@ -48,7 +48,7 @@ def test_block_puts_allowed_sources_before_the_drop_and_loopback_stays_open():
     assert docker_user[1][-1] == "DROP" and "--ctorigdstport" in docker_user[1] and "8080" in docker_user[1]
     assert docker_user[-1] == ["-j", "RETURN"], "Docker's own final RETURN must stay last"
     drop_input = fw.chains["INPUT"][-1]
-    assert drop_input[-1] == "DROP" and ["!", "-i", "lo"] == drop_input[4:7]
+    assert drop_input[-1] == "DROP" and drop_input[4:7] == ["!", "-i", "lo"]
 
 
 def test_block_is_idempotent_and_check_mode_changes_nothing():
@@ -152,7 +152,7 @@ def test_a_backup_that_does_not_restore_is_reported_not_hidden(tmp_path):
 def test_a_failed_dump_raises_with_the_reason_and_writes_no_file(tmp_path):
     fake = FakeDocker(b"", fail="pg_dump")
     pg = _backup.DockerPostgres(fake, "docker", "unix:///x", "ctr", password="s3cret")
-    with pytest.raises(_backup.BackupError, match="pg_dump of orchestrator failed .*connection to server failed"):
+    with pytest.raises(_backup.BackupError, match=r"pg_dump of orchestrator failed .*connection to server failed"):
         _backup.take_backup(pg, "orchestrator", "orchestrator", "postgres", str(tmp_path), "b.dump", verify=False)
     assert not (tmp_path / "b.dump").exists()
     exec_call = next(c for c in fake.calls if c[1] == "exec")
