@@ -33,7 +33,7 @@ def _read(path: str) -> str | None:
 
 def _stat_value(text: str | None, key: str) -> int | None:
     for line in (text or "").splitlines():
-        name, _, value = line.partition(" ")
+        name, _sep, value = line.partition(" ")
         if name == key and value.strip().isdigit():
             return int(value)
     return None

@@ -3,7 +3,8 @@
 """PRIVATE to the collection: do not import from outside taskscheduler.ops.
 
 What every diagnostic module shares: the argument specs behind the doc fragments
-(``taskscheduler.ops.compose``, ``taskscheduler.ops.database``, ``taskscheduler.ops.redis``) and the one way a
+(``taskscheduler.ops.compose``, ``taskscheduler.ops.database``, ``taskscheduler.ops.redis``,
+``taskscheduler.ops.http_options``) and the one way a
 module runs: read-only (check mode supported, ``changed`` always false), a down component is a verdict and
 not a failure, and the module fails only on invalid parameters or an internal error, in one place.
 """
@@ -131,7 +132,7 @@ def validate(params: dict[str, Any]) -> None:
         if area not in ALL_AREAS:  # pragma: no cover - the argument spec's choices catch it first
             raise InvalidInput(f"unknown area {area!r}")
     for key in ("db_transport", "redis_transport"):
-        host = key.split("_")[0] + "_host"
+        host = key.split("_", maxsplit=1)[0] + "_host"
         if params.get(key) == "tcp" and not params.get(host):
             raise InvalidInput(f"{key}=tcp needs {host}")
 

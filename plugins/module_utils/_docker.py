@@ -145,8 +145,10 @@ class DockerApi:
         cmd.append(container)
         cmd += argv
         try:
-            return subprocess.run(cmd, input=stdin, capture_output=True, text=True, env=proc_env,
-                                  timeout=timeout or self.timeout, check=False)
+            # Not AnsibleModule.run_command: it has no timeout, and a hung docker exec must not hang the check.
+            return subprocess.run(  # pylint: disable=ansible-bad-function
+                cmd, input=stdin, capture_output=True, text=True, env=proc_env, timeout=timeout or self.timeout,
+                check=False)
         except FileNotFoundError as exc:
             raise DockerError(f"docker CLI {self.cli!r} not found on this host: install docker-ce-cli / docker.io "
                               "or set docker_cli") from exc

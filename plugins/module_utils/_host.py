@@ -23,7 +23,7 @@ def parse_meminfo(text: str) -> dict[str, int]:
     """/proc/meminfo as bytes."""
     out: dict[str, int] = {}
     for line in text.splitlines():
-        key, _, rest = line.partition(":")
+        key, _sep, rest = line.partition(":")
         parts = rest.split()
         if parts and parts[0].isdigit():
             out[key] = int(parts[0]) * (1024 if len(parts) > 1 and parts[1] == "kB" else 1)
@@ -61,7 +61,7 @@ def _unescape(path: str) -> str:
 
 
 def data_mounts(mounts: Iterable[tuple[str, str, str]]) -> list[str]:
-    return [mp for _, mp, fstype in mounts
+    return [mp for _device, mp, fstype in mounts
             if fstype in DATA_FSTYPES and not any(mp == p or mp.startswith(p + "/") for p in _SKIP_PREFIXES)]
 
 

@@ -114,9 +114,9 @@ def render_psql_script(queries: Sequence[Query], statement_timeout_ms: int) -> t
         prefix = f"tsops_q{i}_"
         for j in range(len(q.cases)):
             add(f"\\set {prefix}g{j} false")
-        guards = ", ".join(f"({_one_line(g)}) AS g{j}" for j, (g, _) in enumerate(q.cases))
+        guards = ", ".join(f"({_one_line(g)}) AS g{j}" for j, (g, _sql) in enumerate(q.cases))
         add(f"SELECT {guards} \\gset {prefix}", q.name)
-        for j, (_, sql) in enumerate(q.cases):
+        for j, (_guard, sql) in enumerate(q.cases):
             add(f"\\{'if' if j == 0 else 'elif'} :{prefix}g{j}")
             add(_wrap(q.name, sql), q.name)
         add("\\else")
@@ -131,7 +131,7 @@ def parse_psql_output(stdout: str, stderr: str, owner: dict[int, str], names: Se
     for line in stdout.splitlines():
         if not line.startswith(_TAG):
             continue
-        name, _, payload = line[len(_TAG):].partition(" ")
+        name, _sep, payload = line[len(_TAG):].partition(" ")
         try:
             results[name] = Result(json.loads(payload))
         except ValueError as exc:
@@ -224,9 +224,9 @@ class PsycopgConnection:
         try:
             sql = q.sql
             if q.cases:
-                cur.execute("SELECT " + ", ".join(f"({g})" for g, _ in q.cases))
+                cur.execute("SELECT " + ", ".join(f"({g})" for g, _sql in q.cases))
                 flags = cur.fetchone()
-                sql = next((s for flag, (_, s) in zip(flags, q.cases) if flag), q.sql)
+                sql = next((s for flag, (_guard, s) in zip(flags, q.cases) if flag), q.sql)
             cur.execute(f"SELECT coalesce(({sql})::jsonb::text, 'null')")
             return Result(json.loads(cur.fetchone()[0]))
         except Exception as exc:  # noqa: BLE001 - reported per query, the others still run

@@ -217,7 +217,7 @@ def probe_containers(ctx: Context) -> Area:
             rest = [i for i in running if i not in local]
             for full_id, figures in zip(rest, pool.map(lambda i: _stats(ctx, i), rest)):
                 running[full_id].update(figures)
-    containers = sorted((c for _, c in inspected), key=lambda c: (c["service"], c["name"]))
+    containers = sorted((c for _id, c in inspected), key=lambda c: (c["service"], c["name"]))
     return evaluate_containers(containers, ctx.settings.services, ctx.settings.project)
 
 
@@ -302,8 +302,8 @@ def evaluate_endpoints(name: str, results: list[dict[str, Any]]) -> Area:
             parts.append(f"{r['name']} not configured")
             continue
         findings = evaluate_endpoint(r, r)
-        r["status"] = worst([s for s, _ in findings] or [HEALTHY])
-        r["reasons"] = [t for _, t in findings]
+        r["status"] = worst([s for s, _text in findings] or [HEALTHY])
+        r["reasons"] = [t for _status, t in findings]
         for status, text in findings:
             area.flag(status, text)
         code = r["status_code"] or r["error"]
@@ -440,7 +440,7 @@ def evaluate_postgres(server: Result, tasks: Result, slow: Result | None, via: s
     if slow is not None:
         area.figures["slow_statements"] = _evaluate_slow(area, slow)
     states = ", ".join(f"{n} {k}" for k, n in sorted(by_state.items(), key=lambda kv: -kv[1]))
-    version = str(s.get("version") or "?").split(" ")[0]
+    version = str(s.get("version") or "?").split(" ", maxsplit=1)[0]
     area.headline = (f"PostgreSQL {version}, {human_bytes(s.get('size_bytes'))}, "
                      f"{s.get('connections_total')}/{s.get('max_connections')} connections ({states or 'none'}), "
                      f"{area.figures.get('active_tasks')} active tasks")
@@ -516,8 +516,8 @@ def evaluate_scheduler(result: Result) -> Area:
     if _query_failed(area, result):
         return area
     t = dict(result.data)
-    area.figures = {k: t.get(k) for k in ("active", "overdue", "most_overdue_seconds", "last_queued_at",
-                                           "last_queued_age_seconds")}
+    keys = ("active", "overdue", "most_overdue_seconds", "last_queued_at", "last_queued_age_seconds")
+    area.figures = {k: t.get(k) for k in keys}
     area.figures["active_tasks"] = area.figures.pop("active")
     stale = THRESHOLDS["scheduler_stale_seconds"]
     if t.get("overdue"):
@@ -594,12 +594,12 @@ def probe_redis(ctx: Context) -> Area:
         if (r.get("transport") or "docker") == "tcp":
             if not r.get("host"):
                 raise ProbeError("redis_transport=tcp needs redis_host", UNKNOWN)
-            _, info = ping_info_via_tcp(r["host"], int(r.get("port") or 6379), r.get("password"),
-                                        int(r.get("db") or 0), ctx.settings.timeout)
+            info = ping_info_via_tcp(r["host"], int(r.get("port") or 6379), r.get("password"),
+                                     int(r.get("db") or 0), ctx.settings.timeout)[1]
         else:
             container = ctx.exec_target(r.get("service") or "redis", r.get("container"))
-            _, info = ping_info_via_docker(ctx.api, container, r.get("password"), int(r.get("db") or 0),
-                                           ctx.settings.timeout)
+            info = ping_info_via_docker(ctx.api, container, r.get("password"), int(r.get("db") or 0),
+                                        ctx.settings.timeout)[1]
     except ProbeError as exc:
         return evaluate_redis(None, exc.args[0], exc.status)
     except RedisError as exc:
@@ -693,8 +693,8 @@ def probe_logs(ctx: Context) -> Area:
 
     with ThreadPoolExecutor(max_workers=max(1, min(16, len(targets)))) as pool:
         results = list(pool.map(one, targets))
-    per_container = {n: r for n, r, _ in results if r is not None}
-    return evaluate_logs(per_container, s.log_since, s.log_pattern, [e for _, _, e in results if e])
+    per_container = {n: r for n, r, _err in results if r is not None}
+    return evaluate_logs(per_container, s.log_since, s.log_pattern, [e for _name, _res, e in results if e])
 
 
 # --- all areas -----------------------------------------------------------------------------------------

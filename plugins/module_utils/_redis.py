@@ -26,9 +26,9 @@ def parse_info(text: str) -> dict[str, Any]:
         line = raw.strip()
         if not line or line.startswith("#") or ":" not in line:
             continue
-        key, _, value = line.partition(":")
+        key, _sep, value = line.partition(":")
         if key.startswith("db") and key[2:].isdigit() and "=" in value:
-            out[key] = {k: _number(v) for k, _, v in (p.partition("=") for p in value.split(","))}
+            out[key] = {k: _number(v) for k, _sep, v in (p.partition("=") for p in value.split(","))}
         else:
             out[key] = _number(value)
     return out
@@ -46,7 +46,7 @@ def _number(value: str) -> Any:
 def split_cli_output(stdout: str) -> tuple[str, str]:
     """redis-cli's answers to ``PING`` and ``INFO`` read from stdin: (first line, the rest)."""
     text = stdout.replace("\r\n", "\n")
-    first, _, rest = text.partition("\n")
+    first, _sep, rest = text.partition("\n")
     return first.strip(), rest
 
 
@@ -87,7 +87,7 @@ class _Resp:
             data = self.file.read(size + 2)
             return data[:-2].decode("utf-8", "replace")
         if kind == b"*":
-            return [self.read() for _ in range(int(body))]
+            return [self.read() for _item in range(int(body))]
         raise RedisError(f"unexpected reply {line[:40]!r}")
 
 

@@ -18,12 +18,12 @@ description:
     (except finished one-shot containers that exited 0).
   - Talks to the Docker Engine API on the host; needs nothing but Docker. Read-only; supports check mode.
 author:
-  - taskscheduler.ops contributors
+  - taskscheduler.ops contributors (!UNKNOWN)
 extends_documentation_fragment:
   - taskscheduler.ops.compose
   - taskscheduler.ops.database
   - taskscheduler.ops.redis
-  - taskscheduler.ops.http
+  - taskscheduler.ops.http_options
   - ansible.builtin.action_common_attributes
   - ansible.builtin.action_common_attributes.actiongroups
 attributes:

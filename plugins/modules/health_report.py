@@ -20,7 +20,7 @@ description:
   - "Meant to run once on the control node (C(delegate_to: localhost), C(run_once: true)); used by the roles
     taskscheduler.ops.health_check and taskscheduler.ops.performance_check."
 author:
-  - taskscheduler.ops contributors
+  - taskscheduler.ops contributors (!UNKNOWN)
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
 attributes:

@@ -19,12 +19,12 @@ description:
   - For an endpoint answering 503 with a JSON C(reason) (the API's C(/health/ready)) the reason is quoted.
   - Standard library only. Read-only; supports check mode.
 author:
-  - taskscheduler.ops contributors
+  - taskscheduler.ops contributors (!UNKNOWN)
 extends_documentation_fragment:
   - taskscheduler.ops.compose
   - taskscheduler.ops.database
   - taskscheduler.ops.redis
-  - taskscheduler.ops.http
+  - taskscheduler.ops.http_options
   - ansible.builtin.action_common_attributes
   - ansible.builtin.action_common_attributes.actiongroups
 attributes:

@@ -20,12 +20,12 @@ description:
     threshold, or statements averaging more than its mean time, are V(degraded).
   - Read-only session; supports check mode.
 author:
-  - taskscheduler.ops contributors
+  - taskscheduler.ops contributors (!UNKNOWN)
 extends_documentation_fragment:
   - taskscheduler.ops.compose
   - taskscheduler.ops.database
   - taskscheduler.ops.redis
-  - taskscheduler.ops.http
+  - taskscheduler.ops.http_options
   - ansible.builtin.action_common_attributes
   - ansible.builtin.action_common_attributes.actiongroups
 attributes:

@@ -16,12 +16,12 @@ description:
     (C(rdb_last_bgsave_status), C(aof_last_write_status)) or loading the dataset is V(degraded).
   - Read-only; supports check mode.
 author:
-  - taskscheduler.ops contributors
+  - taskscheduler.ops contributors (!UNKNOWN)
 extends_documentation_fragment:
   - taskscheduler.ops.compose
   - taskscheduler.ops.database
   - taskscheduler.ops.redis
-  - taskscheduler.ops.http
+  - taskscheduler.ops.http_options
   - ansible.builtin.action_common_attributes
   - ansible.builtin.action_common_attributes.actiongroups
 attributes:

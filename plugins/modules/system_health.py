@@ -29,15 +29,15 @@ description:
     still reported. The module fails only on invalid parameters or an internal error.
   - All database areas are read in one round trip (one C(docker exec ... psql) or one TCP session); Redis is one
     more; HTTP endpoints, Docker and /proc are read at the same time in threads. The wall time is about the
-    slowest probe, usually the one-second CPU sample of C(docker stats) (see O(include_stats)).
+    slowest probe, usually the CPU sample of the containers (O(stats_interval), O(include_stats)).
   - Read-only; supports check mode.
 author:
-  - taskscheduler.ops contributors
+  - taskscheduler.ops contributors (!UNKNOWN)
 extends_documentation_fragment:
   - taskscheduler.ops.compose
   - taskscheduler.ops.database
   - taskscheduler.ops.redis
-  - taskscheduler.ops.http
+  - taskscheduler.ops.http_options
   - ansible.builtin.action_common_attributes
   - ansible.builtin.action_common_attributes.actiongroups
 attributes:

@@ -25,12 +25,12 @@ description:
     ratio (V(degraded) above the HighErrorRate ratio) and work created / completed / failed per minute."
   - When the database is unreachable every section is V(unknown) and names why. Read-only; supports check mode.
 author:
-  - taskscheduler.ops contributors
+  - taskscheduler.ops contributors (!UNKNOWN)
 extends_documentation_fragment:
   - taskscheduler.ops.compose
   - taskscheduler.ops.database
   - taskscheduler.ops.redis
-  - taskscheduler.ops.http
+  - taskscheduler.ops.http_options
   - ansible.builtin.action_common_attributes
   - ansible.builtin.action_common_attributes.actiongroups
 attributes:

@@ -17,7 +17,7 @@ from ansible_collections.taskscheduler.ops.plugins.module_utils._verdict import 
 MODULES = ["system_health", "container_info", "http_check", "postgres_info", "redis_info", "work_queue_info",
            "host_resources_info", "service_logs_info"]
 FRAGMENTS = {"taskscheduler.ops.compose": "compose", "taskscheduler.ops.database": "database",
-             "taskscheduler.ops.redis": "redis", "taskscheduler.ops.http": "http"}
+             "taskscheduler.ops.redis": "redis", "taskscheduler.ops.http_options": "http_options"}
 
 
 def load(name: str):
