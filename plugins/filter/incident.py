@@ -100,6 +100,14 @@ def incident_notice_context(summary: Any, event: str, matrix: Any = None, now: A
 
 
 @_wrap
+def incident_status_page(incidents: Any, services: Any = None, now: Any = None, history_days: Any = 30,
+                         system: str = "Task Scheduling System") -> dict[str, Any]:
+    """Public status page data from incident summaries: status per service, open incidents, recent history."""
+    return _incident.status_page(incidents or [], services or ("api", "scheduler", "worker", "postgres", "redis"),
+                                 now, int(history_days), system)
+
+
+@_wrap
 def severity_map(overrides: Any = None) -> dict[str, str]:
     """The runbook's alert -> severity map with ``overrides`` applied."""
     return policy.merged_severity_map(overrides or None)
@@ -131,6 +139,7 @@ class FilterModule:
             "escalation_due": escalation_due,
             "incident_summary": incident_summary,
             "incident_notice_context": incident_notice_context,
+            "incident_status_page": incident_status_page,
             "severity_map": severity_map,
             "escalation_matrix": escalation_matrix,
             "human_duration": human_duration,

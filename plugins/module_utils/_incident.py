@@ -802,3 +802,71 @@ def _recipients(summary: Mapping[str, Any], event: str, stakeholders: Mapping[st
             if contact.get(key) and contact[key] not in out.setdefault(channel, []):
                 out[channel].append(contact[key])
     return out
+
+
+# ---------------------------------------------------------------------------------------------------- status page
+SERVICE_LEVELS = (
+    # (status, label, rank): the worst open incident on a service decides its status
+    ("operational", "Operational", 0),
+    ("degraded", "Degraded performance", 1),
+    ("partial_outage", "Partial outage", 2),
+    ("major_outage", "Major outage", 3),
+)
+_SEVERITY_LEVEL = {"P0": "major_outage", "P1": "partial_outage", "P2": "degraded", "P3": "degraded"}
+_LEVEL = {status: (label, rank) for status, label, rank in SERVICE_LEVELS}
+
+
+def status_page(
+    incidents: Iterable[Mapping[str, Any]],
+    services: Iterable[str] = ("api", "scheduler", "worker", "postgres", "redis"),
+    now: Any = None,
+    history_days: int = 30,
+    system: str = "Task Scheduling System",
+) -> dict[str, Any]:
+    """The public view of incident summaries: status per service, open incidents with their latest update, and
+    the incidents resolved in the last ``history_days`` days. Nothing internal (commander, bridge, hosts)."""
+    import datetime as _dt
+
+    current = parse_time(now, "now") if now is not None else now_utc()
+    since = current - _dt.timedelta(days=history_days)
+    open_incidents, history = [], []
+    for summary in sorted(incidents, key=lambda s: s["started_at"], reverse=True):
+        public = {
+            "id": summary["id"],
+            "title": summary.get("description") or summary["alert"],
+            "alert": summary["alert"],
+            "severity": summary["severity"],
+            "status": summary.get("status", "investigating"),
+            "impact": summary.get("impact", ""),
+            "services": list(summary.get("services") or []),
+            "started_at": summary["started_at"],
+            "latest_update": dict(summary.get("latest_update") or {}),
+        }
+        if summary.get("state") == "open":
+            public["elapsed"] = human_duration((current - parse_time(summary["started_at"])).total_seconds())
+            open_incidents.append(public)
+        elif summary.get("ended_at") and parse_time(summary["ended_at"]) >= since:
+            public.update(ended_at=summary["ended_at"], duration=summary.get("duration", ""),
+                          root_cause=summary.get("root_cause", ""))
+            history.append(public)
+    rows = []
+    names = list(services)
+    for incident in open_incidents:
+        names += [s for s in incident["services"] if s not in names]
+    for name in names:
+        affecting = [i for i in open_incidents if name in i["services"]]
+        level = max((_SEVERITY_LEVEL.get(i["severity"], "degraded") for i in affecting),
+                    key=lambda lv: _LEVEL[lv][1], default="operational")
+        rows.append({"name": name, "status": level, "label": _LEVEL[level][0],
+                     "incidents": [i["id"] for i in affecting]})
+    overall = max((r["status"] for r in rows), key=lambda lv: _LEVEL[lv][1], default="operational")
+    overall_label = "All systems operational" if overall == "operational" else _LEVEL[overall][0]
+    return {
+        "system": system,
+        "generated_at": iso(current),
+        "overall": {"status": overall, "label": overall_label},
+        "services": rows,
+        "open_incidents": open_incidents,
+        "history": history,
+        "history_days": history_days,
+    }
