@@ -118,7 +118,8 @@ def test_workers_stopped_is_down(healthy_lab: Lab, tmp_path: Path):
     assert workers["stopped_last_hour"] >= int(healthy_lab.env.get("LAB_WORKERS", 2))
     containers = run.area("containers")
     assert containers["services"]["worker"]["running"] == 0 and containers["status"] == "down"
-    assert run.area("postgres")["status"] == "healthy" and run.area("api")["status"] == "healthy"
+    # The rest is still up (a loaded host may make the API slow, never down).
+    assert run.area("postgres")["reachable"] is True and run.area("api")["status"] != "down"
 
 
 def test_queue_backlog_is_degraded(healthy_lab: Lab, tmp_path: Path):
