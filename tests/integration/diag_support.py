@@ -70,15 +70,30 @@ def container_states(lab: Lab) -> dict[str, str]:
     return dict(line.split(" ", 1) for line in out.splitlines() if line)
 
 
-def make_backlog(lab: Lab, count: int, minutes_overdue: int) -> str:
-    """A paused task with `count` due_work rows overdue by `minutes_overdue`; returns the task's name.
+def make_backlog(lab: Lab, count: int, minutes_overdue: int, finished: int = 0, leased: int = 0,
+                 future: int = 0) -> str:
+    """A paused task with `count` due_work rows overdue by `minutes_overdue`, plus `finished` rows done long ago
+    (``locked_until = 'infinity'``, as the workers leave them), `leased` rows a (fictitious) worker holds a lease on
+    and `future` rows not due yet; returns the task's name.
 
     Paused, so the scheduler adds nothing; deleting the task (``drop_backlog``) deletes its rows (ON DELETE CASCADE).
     """
     name = f"diag-backlog-{uuid.uuid4().hex[:10]}"
-    lab.psql(f"WITH t AS (INSERT INTO task (name, status, interval_seconds) VALUES ('{name}', 'paused', 3600) "
-             f"RETURNING id) INSERT INTO due_work (task_id, run_at) SELECT t.id, now() - make_interval(mins => "
-             f"{int(minutes_overdue)}) - g * interval '1 second' FROM t, generate_series(1, {int(count)}) g")
+    task = f"(SELECT id FROM task WHERE name = '{name}')"
+    lab.psql(f"INSERT INTO task (name, status, interval_seconds) VALUES ('{name}', 'paused', 3600)")
+    lab.psql(f"INSERT INTO due_work (task_id, run_at) SELECT {task}, now() - make_interval(mins => "
+             f"{int(minutes_overdue)}) - g * interval '1 second' FROM generate_series(1, {int(count)}) g")
+    if finished:
+        lab.psql(f"INSERT INTO due_work (task_id, run_at, status, locked_until, locked_by, attempts, finished_at) "
+                 f"SELECT {task}, now() - interval '2 hours', 'done', 'infinity', 'w0', 1, now() - interval '1 hour' "
+                 f"FROM generate_series(1, {int(finished)})")
+    if leased:
+        lab.psql(f"INSERT INTO due_work (task_id, run_at, status, locked_until, locked_by, attempts) "
+                 f"SELECT {task}, now() - interval '1 minute', 'running', now() + interval '10 minutes', 'ghost', 1 "
+                 f"FROM generate_series(1, {int(leased)})")
+    if future:
+        lab.psql(f"INSERT INTO due_work (task_id, run_at) SELECT {task}, now() + interval '1 hour' "
+                 f"FROM generate_series(1, {int(future)})")
     return name
 
 

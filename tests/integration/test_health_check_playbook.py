@@ -124,7 +124,9 @@ def test_workers_stopped_is_down(healthy_lab: Lab, tmp_path: Path):
 
 def test_queue_backlog_is_degraded(healthy_lab: Lab, tmp_path: Path):
     healthy_lab.compose("stop", "worker")
-    name = make_backlog(healthy_lab, count=200, minutes_overdue=10)
+    # 200 overdue items, and beside them what the runbook's queries miscount: 60 finished rows (counted as due and
+    # as locked by `COUNT(*)` and `locked_until IS NOT NULL`), 20 validly leased, 30 not due yet.
+    name = make_backlog(healthy_lab, count=200, minutes_overdue=10, finished=60, leased=20, future=30)
     try:
         run = health_check(healthy_lab, tmp_path)
     finally:
@@ -133,7 +135,9 @@ def test_queue_backlog_is_degraded(healthy_lab: Lab, tmp_path: Path):
     assert_report_written(run)
     queue = run.area("queue")
     assert queue["status"] == "degraded", run.explain()
-    assert queue["due_now"] >= 200 and queue["oldest_pending_age_seconds"] >= 600
+    # Other tasks of a busy lab may add a few due items while the workers are stopped, never 60.
+    assert 200 <= queue["due_now"] < 260 and 20 <= queue["locked"] < 80 and queue["future"] >= 30, queue
+    assert queue["oldest_pending_age_seconds"] >= 600
     assert queue["reasons"][0].startswith(f"backlog: {queue['due_now']} due items, oldest waiting")
     assert run.area("workers")["status"] == "down"
     assert "| Due now | Locked |" in run.markdown and f"| {queue['due_now']} |" in run.markdown
