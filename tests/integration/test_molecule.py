@@ -33,6 +33,7 @@ def time_to_healthy(lab: Lab, incident_id: str) -> list[float]:
     return out
 
 
+@pytest.mark.timeout(1300)
 @pytest.mark.parametrize("scenario", SCENARIOS)
 def test_molecule_scenario(lab: Lab, scenario: str):
     incident_id = f"MOL-{scenario}-{int(time.time())}"
