@@ -13,9 +13,8 @@ from typing import Any
 
 from ansible.errors import AnsibleFilterError
 from ansible_collections.taskscheduler.ops.plugins.module_utils import _incident
-from ansible_collections.taskscheduler.ops.plugins.module_utils import (
-    _incident_policy as policy,
-)
+from ansible_collections.taskscheduler.ops.plugins.module_utils import _incident_policy as policy
+from ansible_collections.taskscheduler.ops.plugins.module_utils import _incident_report as report
 
 
 def _wrap(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -25,7 +24,7 @@ def _wrap(func: Callable[..., Any]) -> Callable[..., Any]:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return func(*args, **kwargs)
-        except (policy.PolicyError, _incident.IncidentError) as exc:
+        except (policy.PolicyError, _incident.IncidentError, report.ReportError) as exc:
             raise AnsibleFilterError(f"taskscheduler.ops.{func.__name__}: {exc}") from None
 
     return wrapper
@@ -108,6 +107,27 @@ def incident_status_page(incidents: Any, services: Any = None, now: Any = None, 
 
 
 @_wrap
+def incident_review(summary: Any) -> dict[str, Any]:
+    """Timeline rows, contributing factors, what went well and what to improve, for the post-incident review."""
+    return report.review(summary)
+
+
+@_wrap
+def incident_monthly_stats(incidents: Any, month: str) -> dict[str, Any]:
+    """Counts by alert and severity, time to acknowledge / resolve against the SLA and breaches for a month."""
+    return report.monthly_stats(incidents or [], str(month))
+
+
+@_wrap
+def incident_month_bounds(month: str) -> dict[str, str]:
+    """``'2026-11'`` -> ``{start, end, previous_start, previous}`` (ISO 8601, UTC)."""
+    start, end = report.month_bounds(str(month))
+    prev = report.previous_month(str(month))
+    return {"start": policy.iso(start), "end": policy.iso(end), "previous": prev,
+            "previous_start": policy.iso(report.month_bounds(prev)[0])}
+
+
+@_wrap
 def severity_map(overrides: Any = None) -> dict[str, str]:
     """The runbook's alert -> severity map with ``overrides`` applied."""
     return policy.merged_severity_map(overrides or None)
@@ -140,6 +160,9 @@ class FilterModule:
             "incident_summary": incident_summary,
             "incident_notice_context": incident_notice_context,
             "incident_status_page": incident_status_page,
+            "incident_review": incident_review,
+            "incident_monthly_stats": incident_monthly_stats,
+            "incident_month_bounds": incident_month_bounds,
             "severity_map": severity_map,
             "escalation_matrix": escalation_matrix,
             "human_duration": human_duration,

@@ -519,8 +519,8 @@ def summarize(entries: Iterable[Mapping[str, Any]], now: Any = None) -> dict[str
 def _timeline_row(entry: Mapping[str, Any], summary: Mapping[str, Any]) -> dict[str, Any]:
     kind = entry.get("type")
     if kind == "open":
-        event = f"{entry.get('alert')} alert ({entry.get('severity')})"
-        action, owner = "Incident opened, acknowledged", entry.get("commander", "")
+        event = f"Incident opened ({entry.get('severity')}, {entry.get('alert')})"
+        action, owner = "Acknowledged", entry.get("commander", "")
     elif kind == "action":
         event = entry.get("message") or entry.get("step", "")
         action = f"{entry.get('step', '')}: {entry.get('result', '')}"

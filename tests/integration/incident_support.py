@@ -217,3 +217,65 @@ def am_expire(url: str, silence_id: str) -> None:
     req = urllib.request.Request(f"{url}/api/v2/silence/{silence_id}", method="DELETE")
     with contextlib.suppress(OSError):
         urllib.request.urlopen(req, timeout=5).read()
+
+
+# --------------------------------------------------------------------------------------------- synthetic records
+# (alert, day of month, hh:mm, minutes to acknowledge, minutes to resolve or None if still open, escalations,
+#  failed notifications). November 2026 has 14 incidents: 7 P0 and 7 P1, 6 SLA breaches in 6 incidents.
+NOVEMBER_2026 = [
+    ("TaskSchedulerAPIDown", 2, "03:10", 2, 10, 0, 0),
+    ("TaskSchedulerAPIDown", 5, "14:00", 2, 20, 0, 0),
+    ("TaskSchedulerAPIDown", 9, "23:50", 2, 25, 0, 0),   # resolved after midnight
+    ("TaskSchedulerAPIDown", 12, "08:30", 2, 28, 0, 1),
+    ("TaskSchedulerAPIDown", 17, "11:00", 2, 35, 2, 0),  # resolution breach (30)
+    ("TaskSchedulerAPIDown", 21, "16:45", 2, 50, 0, 0),  # resolution breach
+    ("SecurityBreach", 13, "02:00", 8, 20, 1, 0),        # response breach (5)
+    ("HighAPILatency", 3, "10:00", 20, 60, 0, 0),        # response breach (15)
+    ("HighAPILatency", 8, "10:00", 5, 90, 0, 0),
+    ("HighAPILatency", 15, "10:00", 10, 100, 0, 0),
+    ("HighAPILatency", 22, "10:00", 14, 130, 0, 0),      # resolution breach (120)
+    ("DiskSpaceCritical", 6, "04:00", 3, 45, 0, 0),
+    ("DiskSpaceCritical", 26, "04:00", 3, 200, 0, 0),    # resolution breach
+    ("MemoryUsageCritical", 30, "23:00", 1, None, 0, 0),  # still open at the end of the month, within SLA
+]
+OCTOBER_2026 = [("WorkerHealthDegraded", day, "12:00", 5, 30, 0, 0) for day in range(1, 11)]
+DECEMBER_2026 = [("SchedulerOffline", 1, "00:00", 1, 5, 0, 0)]
+
+
+def _appender(entries: list[dict]) -> Any:
+    def add(entry: dict) -> None:
+        entry["seq"] = len(entries) + 1
+        entries.append(entry)
+
+    return add
+
+
+def write_synthetic(record_dir: Path, rows: list[tuple], year: int, month: int) -> list[str]:
+    """Write incident records for ``rows`` with the collection's own record code; returns the ids."""
+    import datetime as dt
+
+    from ansible_collections.taskscheduler.ops.plugins.module_utils import _incident as rec
+
+    store = rec.IncidentStore(str(record_dir))
+    ids = []
+    for n, (alert, day, hhmm, tta, ttr, escalations, failed) in enumerate(rows):
+        hour, minute = map(int, hhmm.split(":"))
+        start = dt.datetime(year, month, day, hour, minute, tzinfo=dt.UTC)
+        incident_id = f"INC-{start:%Y%m%d-%H%M}-{n:02d}"
+        entries: list[dict] = []
+        add = _appender(entries)
+        add(rec.open_entry(alert=alert, incident_id=incident_id, started_at=start,
+                           now=start + dt.timedelta(minutes=tta), commander="alice", impact=f"{alert} impact"))
+        add(rec.action_entry(step="diagnose", actor="bob", host="node1", now=start + dt.timedelta(minutes=tta + 1)))
+        for k in range(escalations):
+            add(rec.escalation_entry(entries, reasons=["still down"], now=start + dt.timedelta(minutes=16 + k)))
+        for _ in range(failed):
+            add(rec.notification_entry(channel="email", ok=False, error="refused",
+                                       now=start + dt.timedelta(minutes=tta)))
+        if ttr is not None:
+            add(rec.close_entry(entries, root_cause="synthetic", resolution=["fixed"],
+                                now=start + dt.timedelta(minutes=ttr),
+                                action_items=[{"action": "prevent it", "owner": "carol", "due": "2026-12-31"}]))
+        store.transact(incident_id, lambda existing, e=entries: [] if existing else [dict(x) for x in e])
+        ids.append(incident_id)
+    return ids
