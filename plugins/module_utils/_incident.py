@@ -599,7 +599,7 @@ __all__ = [
 
 
 # ------------------------------------------------------------------------------------------------- module logic
-STATES = ("open", "append", "escalate", "close", "read", "list")
+STATES = ("open", "append", "escalate", "close", "read", "query")
 
 
 def execute(params: Mapping[str, Any], check_mode: bool = False) -> dict[str, Any]:
@@ -607,7 +607,7 @@ def execute(params: Mapping[str, Any], check_mode: bool = False) -> dict[str, An
     store = IncidentStore(params["record_dir"], params.get("log_dir") or None)
     state = params["state"]
     now = params.get("timestamp") or None
-    if state == "list":
+    if state == "query":
         found = summaries(store, params.get("since"), params.get("until"), now=now)
         return {"changed": False, "incidents": found, "count": len(found), "record_dir": store.record_dir}
 
@@ -680,7 +680,7 @@ def _decider(state: str, params: Mapping[str, Any], now: Any) -> Callable[[list[
         return [action_entry(
             step=params.get("step") or "", result=params.get("result") or "ok", actor=params.get("actor") or "",
             host=params.get("host") or "", details=params.get("details"), flags=params.get("flags") or [],
-            status=params.get("status"), message=params.get("message") or "", now=now,
+            status=params.get("status"), message=params.get("update") or "", now=now,
         )]
 
     return decide

@@ -19,7 +19,7 @@ description:
   - With O(state=absent) it expires the silence O(silence_id), or every active or pending silence with the same
     matchers.
 author:
-  - taskscheduler.ops contributors
+  - taskscheduler.ops contributors (!UNKNOWN)
 extends_documentation_fragment:
   - taskscheduler.ops.alertmanager
 attributes:
@@ -28,6 +28,7 @@ attributes:
     description: Reads the silences and reports what would be created, extended or expired; writes nothing.
   diff_mode:
     support: full
+    description: Returns the silence before and after.
   idempotent:
     support: full
     description: A second run within O(min_extension) of the first changes nothing.
@@ -78,7 +79,6 @@ notes:
   - Run it once per silence (C(run_once) / C(delegate_to localhost)); it talks to Alertmanager over HTTP.
 seealso:
   - module: taskscheduler.ops.incident_record
-  - role: taskscheduler.ops.incident_close
 """
 
 EXAMPLES = r"""

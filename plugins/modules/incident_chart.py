@@ -16,13 +16,14 @@ description:
     targets, and writes them as a PNG.
   - Runs on the control node (C(delegate_to localhost)) and needs matplotlib there.
 author:
-  - taskscheduler.ops contributors
+  - taskscheduler.ops contributors (!UNKNOWN)
 attributes:
   check_mode:
     support: full
     description: Draws into a temporary file to tell whether the chart would change; writes nothing at O(path).
   diff_mode:
     support: none
+    description: Returns no diff.
   idempotent:
     support: full
     description: The chart is replaced only when its bytes differ.
@@ -46,7 +47,7 @@ options:
 requirements:
   - matplotlib
 seealso:
-  - role: taskscheduler.ops.monthly_review
+  - module: taskscheduler.ops.incident_record
 """
 
 EXAMPLES = r"""

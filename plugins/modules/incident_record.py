@@ -11,8 +11,8 @@ module: incident_record
 short_description: Open, append to, escalate and close an incident record (JSON Lines)
 version_added: 0.1.0
 description:
-  - Keeps the incident record of the runbook on the control node, one JSON Lines file per incident in
-    O(record_dir), and the runbook's plain log lines (C(<ISO ts> [IC] P0 incident started: <alert>)) in O(log_dir).
+  - "Keeps the incident record of the runbook on the control node, one JSON Lines file per incident in
+    O(record_dir), and the runbook's plain log lines (C(<ISO ts> [IC] P0 incident started: <alert>)) in O(log_dir)."
   - C(open) writes the open entry (id, alert, severity, commander, impact, started_at, response and resolution
     deadlines, escalation audience, first escalation step). Opening an existing open incident changes nothing and
     continues it; opening a closed one appends a C(reopen) entry.
@@ -21,17 +21,18 @@ description:
   - C(escalate) moves one step along the escalation path (on-call engineer, technical lead, engineering manager, CTO)
     and records the reasons. Use the P(taskscheduler.ops.escalation_due#filter) filter to decide whether to.
   - C(close) writes the close entry (ended_at, root cause, resolution, duration); closing twice changes nothing.
-  - C(read) returns one incident's entries and summary; C(list) the summaries of all incidents in O(record_dir).
+  - C(read) returns one incident's entries and summary; C(query) the summaries of all incidents in O(record_dir).
   - Safe with concurrent writers (an exclusive C(fcntl) lock per record) and append-only. Run it on the control node
     (C(delegate_to: localhost), C(run_once) where one entry is meant).
 author:
-  - taskscheduler.ops contributors
+  - taskscheduler.ops contributors (!UNKNOWN)
 attributes:
   check_mode:
     support: full
     description: Computes the entry and the summary it would produce; writes nothing.
   diff_mode:
     support: none
+    description: Returns no diff.
   idempotent:
     support: partial
     description: C(open) and C(close) are idempotent; C(append) and C(escalate) add an entry on every run.
@@ -39,12 +40,12 @@ options:
   state:
     description: What to do with the record.
     type: str
-    choices: [open, append, escalate, close, read, list]
+    choices: [open, append, escalate, close, read, query]
     default: append
   id:
     description:
       - Incident id, e.g. C(INC-20261126-211500-apidown), an AWX survey answer or an Alertmanager fingerprint.
-      - Required unless O(state=open) (then generated from O(alert) and O(started_at)) or O(state=list).
+      - Required unless O(state=open) (then generated from O(alert) and O(started_at)) or O(state=query).
     type: str
   record_dir:
     description: Directory of the JSON Lines records (the inventory's C(tsops_incident_dir)).
@@ -59,7 +60,7 @@ options:
   timestamp:
     description:
       - Time of the entry (ISO 8601, default now, UTC). For replays and imports; responses leave it unset.
-      - For O(state=read) and O(state=list), the time against which open incidents' SLAs are evaluated.
+      - For O(state=read) and O(state=query), the time against which open incidents' SLAs are evaluated.
     type: str
   alert:
     description: Alertname (O(state=open)).
@@ -137,8 +138,8 @@ options:
     description: New public status of the incident (shown on the status page).
     type: str
     choices: [investigating, identified, monitoring, resolved]
-  message:
-    description: Public update text (status page, "latest update").
+  update:
+    description: Public update text (status page, "latest update"); stored as the entry's C(message).
     type: str
   channel:
     description: Notification channel (O(type=notification)), e.g. C(slack), C(email), C(webhook), C(status_page).
@@ -187,17 +188,15 @@ options:
     description: Why a closed incident is opened again (O(state=open) on a closed id).
     type: str
   since:
-    description: O(state=list) only incidents that started at or after this time.
+    description: O(state=query) only incidents that started at or after this time.
     type: str
   until:
-    description: O(state=list) only incidents that started before this time.
+    description: O(state=query) only incidents that started before this time.
     type: str
 notes:
   - Timestamps are written in UTC as C(2026-11-26T21:15:00+00:00), the format of C(date -Iseconds -u).
 seealso:
   - module: taskscheduler.ops.alertmanager_silence
-  - role: taskscheduler.ops.incident_open
-  - role: taskscheduler.ops.incident_close
 """
 
 EXAMPLES = r"""
@@ -222,7 +221,7 @@ EXAMPLES = r"""
     result: changed
     flags: [service_restored]
     status: monitoring
-    message: API restarted, watching error rate
+    update: API restarted, watching error rate
     record_dir: "{{ tsops_incident_dir }}"
   delegate_to: localhost
 
@@ -247,7 +246,7 @@ EXAMPLES = r"""
 
 - name: All incidents of November 2026
   taskscheduler.ops.incident_record:
-    state: list
+    state: query
     since: "2026-11-01T00:00:00Z"
     until: "2026-12-01T00:00:00Z"
     record_dir: "{{ tsops_incident_dir }}"
@@ -258,22 +257,22 @@ EXAMPLES = r"""
 RETURN = r"""
 id:
   description: Incident id.
-  returned: unless O(state=list)
+  returned: unless O(state=query)
   type: str
   sample: INC-20261126-211500-apidown
 path:
   description: The JSON Lines record.
-  returned: unless O(state=list)
+  returned: unless O(state=query)
   type: str
   sample: /var/lib/tsops/incidents/INC-20261126-211500-apidown.jsonl
 log_path:
   description: The runbook's plain log file (null when O(log_dir) is empty).
-  returned: unless O(state=list)
+  returned: unless O(state=query)
   type: str
   sample: /var/log/incidents/20261126_211500_INC-20261126-211500-apidown_incident.log
 entry:
   description: The entry written (or that would be written in check mode); null when nothing changed.
-  returned: unless O(state=list)
+  returned: unless O(state=query)
   type: dict
 incident:
   description:
@@ -283,7 +282,7 @@ incident:
       escalation_level, escalated_to, flags, notifications (sent, failed, failed_channels), latest_update,
       actions_in_progress, root_cause, resolution, action_items, response_met, resolution_met, sla_breached,
       time_to_acknowledge_seconds, time_to_resolve_seconds, timeline.
-  returned: unless O(state=list)
+  returned: unless O(state=query)
   type: dict
 entries:
   description: All entries of the record, oldest first.
@@ -292,12 +291,12 @@ entries:
   elements: dict
 incidents:
   description: Summaries of the incidents in O(record_dir), newest first.
-  returned: when O(state=list)
+  returned: when O(state=query)
   type: list
   elements: dict
 count:
   description: Number of incidents listed.
-  returned: when O(state=list)
+  returned: when O(state=query)
   type: int
 """
 
@@ -311,7 +310,7 @@ from ansible_collections.taskscheduler.ops.plugins.module_utils._incident_policy
 )
 
 ARGUMENT_SPEC = {
-    "state": {"type": "str", "default": "append", "choices": ["open", "append", "escalate", "close", "read", "list"]},
+    "state": {"type": "str", "default": "append", "choices": ["open", "append", "escalate", "close", "read", "query"]},
     "id": {"type": "str"},
     "record_dir": {"type": "path", "default": "/var/lib/tsops/incidents"},
     "log_dir": {"type": "path", "default": "/var/log/incidents"},
@@ -340,7 +339,7 @@ ARGUMENT_SPEC = {
                "choices": ["data_loss", "breach_confirmed", "cascading_failure", "root_cause_identified",
                         "service_restored"]},
     "status": {"type": "str", "choices": ["investigating", "identified", "monitoring", "resolved"]},
-    "message": {"type": "str"},
+    "update": {"type": "str"},
     "channel": {"type": "str"},
     "ok": {"type": "bool", "default": True},
     "error": {"type": "str"},

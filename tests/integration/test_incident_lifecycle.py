@@ -120,7 +120,7 @@ def lifecycle_play() -> list[dict[str, Any]]:
         {"name": "Keep the decision",
          "ansible.builtin.set_fact": {"first_escalation": "{{ tsops_escalation | default({}) }}"}},
         step("Service restored", step="verify api", result="ok", flags=["service_restored", "root_cause_identified"],
-             status="monitoring", message="API answering again"),
+             status="monitoring", update="API answering again"),
         {"name": "Escalate again if due", "ansible.builtin.include_role": {
             "name": "taskscheduler.ops.incident_escalate"}},
         {"name": "Close", "ansible.builtin.include_role": {"name": "taskscheduler.ops.incident_close"},

@@ -89,7 +89,7 @@ def play(page_dir: Path) -> list[dict[str, Any]]:
                   "incident_open_impact": "Clients get 502 <script>document.title='pwned'</script>"}},
         {"name": "Public update", "taskscheduler.ops.incident_record": record_args({
             "id": "INC-api", "step": "restart api", "result": "changed", "status": "monitoring",
-            "message": "API restarted, error rate falling"})},
+            "update": "API restarted, error rate falling"})},
         {"name": "Regenerate the page", "ansible.builtin.include_role": {"name": "taskscheduler.ops.status_page"}},
     ]}]
 

@@ -105,7 +105,7 @@ def test_append_action_and_notification(dirs: dict[str, str]) -> None:
     inc = open_api_down(dirs)
     act = run(dict(dirs, id=inc["id"], actor="ansible", host="node1", step="restart api", result="changed",
                    details={"container": "api"}, flags=["service_restored"], status="monitoring",
-                   message="API restarted", timestamp="2026-11-26T21:20:00Z"))
+                   update="API restarted", timestamp="2026-11-26T21:20:00Z"))
     assert act["changed"] is True and act["entry"]["seq"] == 2
     note = run(dict(dirs, id=inc["id"], type="notification", channel="email", ok=False,
                     error="connection refused", audience="immediate", timestamp="2026-11-26T21:20:05Z"))
@@ -209,10 +209,10 @@ def test_read_and_list(dirs: dict[str, str]) -> None:
              timestamp="2026-11-01T00:01:00Z"))
     read = run(dict(dirs, state="read", id=a["id"]))
     assert read["changed"] is False and [e["type"] for e in read["entries"]] == ["open"]
-    november = run(dict(dirs, state="list", since="2026-11-01T00:00:00Z", until="2026-12-01T00:00:00Z"))
+    november = run(dict(dirs, state="query", since="2026-11-01T00:00:00Z", until="2026-12-01T00:00:00Z"))
     assert november["count"] == 2
     assert [i["alert"] for i in november["incidents"]] == ["TaskSchedulerAPIDown", "HighAPILatency"]
-    assert run(dict(dirs, state="list"))["count"] == 3
+    assert run(dict(dirs, state="query"))["count"] == 3
 
 
 def test_no_plain_log_when_log_dir_empty(tmp_path: Path) -> None:
