@@ -19,6 +19,16 @@ from ._verdict import UNKNOWN, worst
 
 _DROP = ("invocation", "changed", "_ansible_no_log", "_ansible_verbose_always")
 
+# Options of taskscheduler.ops.health_report, shared by its module and its action plugin.
+REPORT_ARGS: dict[str, Any] = {
+    "results": {"type": "dict", "required": True},
+    "dest": {"type": "path", "required": True},
+    "name": {"type": "str", "default": "health_check"},
+    "title": {"type": "str", "default": "Health check"},
+    "fail_on": {"type": "list", "elements": "str", "default": ["down", "unknown"]},
+    "formats": {"type": "list", "elements": "str", "choices": ["json", "markdown"], "default": ["json", "markdown"]},
+}
+
 
 def host_status(result: dict[str, Any]) -> str:
     return UNKNOWN if result.get("failed") or "status" not in result else result["status"]
@@ -264,6 +274,22 @@ def write_atomic(path: str, text: str, mode: int = 0o644) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def run(params: dict[str, Any], check_mode: bool) -> dict[str, Any]:
+    """Build and write the reports (module and action plugin alike); the result without `changed`."""
+    report = build(params["results"], params["name"], params["title"], params["fail_on"], datetime.now(timezone.utc))
+    try:
+        paths = write(report, params["dest"], params["formats"], check_mode)
+    except OSError as exc:
+        raise ReportError(f"health_report: cannot write the reports into {params['dest']}: {exc.strerror or exc} "
+                          "(choose another dest, or fix its permissions)") from exc
+    return {"status": report["status"], "hosts": {h: r["status"] for h, r in report["hosts"].items()},
+            "json_path": paths.get("json"), "markdown_path": paths.get("markdown")}
+
+
+class ReportError(Exception):
+    """The reports could not be written; the message says where and what to do."""
 
 
 def write(report: dict[str, Any], dest: str, formats: Sequence[str], check_mode: bool = False) -> dict[str, str]:

@@ -17,13 +17,21 @@ description:
     host to its system_health result without invocation details; a host without a result is reported as not
     checked. The Markdown page has an overview table per host (one line per area with status, key figures and
     reasons) and a section per area with its figures.
-  - "Meant to run once on the control node (C(delegate_to: localhost), C(run_once: true)); used by the roles
-    taskscheduler.ops.health_check and taskscheduler.ops.performance_check."
+  - An action plugin does the work on the control node, whatever the host of the task, without running a module
+    remotely; use it with C(run_once). Used by the roles taskscheduler.ops.health_check and
+    taskscheduler.ops.performance_check.
 author:
   - taskscheduler.ops contributors (!UNKNOWN)
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
+  - ansible.builtin.action_common_attributes.flow
 attributes:
+  action:
+    support: full
+  async:
+    support: none
+  bypass_host_loop:
+    support: none
   check_mode:
     support: full
     details: In check mode nothing is written; the paths that would be written are returned.
@@ -81,7 +89,6 @@ EXAMPLES = r"""
     results: "{{ dict(ansible_play_hosts_all | zip(ansible_play_hosts_all | map('extract', hostvars)
                  | map(attribute='health', default={}))) }}"
     dest: "{{ playbook_dir | dirname }}/reports"
-  delegate_to: localhost
   run_once: true
 """
 
@@ -108,34 +115,18 @@ hosts:
   sample: {lab: healthy}
 """
 
-from datetime import datetime, timezone
-
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.taskscheduler.ops.plugins.module_utils._report import build, write
+from ansible_collections.taskscheduler.ops.plugins.module_utils._report import REPORT_ARGS, ReportError, run
 
 
 def main() -> None:
-    module = AnsibleModule(
-        argument_spec=dict(
-            results=dict(type="dict", required=True),
-            dest=dict(type="path", required=True),
-            name=dict(type="str", default="health_check"),
-            title=dict(type="str", default="Health check"),
-            fail_on=dict(type="list", elements="str", default=["down", "unknown"]),
-            formats=dict(type="list", elements="str", choices=["json", "markdown"], default=["json", "markdown"]),
-        ),
-        supports_check_mode=True,
-    )
-    p = module.params
-    report = build(p["results"], p["name"], p["title"], p["fail_on"], datetime.now(timezone.utc))
+    """Used only without the action plugin (which writes on the control node without running this)."""
+    module = AnsibleModule(argument_spec=REPORT_ARGS, supports_check_mode=True)
     try:
-        paths = write(report, p["dest"], p["formats"], module.check_mode)
-    except OSError as exc:
-        module.fail_json(msg=f"health_report: cannot write the reports into {p['dest']}: {exc.strerror or exc} "
-                             "(choose another dest, or fix its permissions)")
-    module.exit_json(changed=not module.check_mode, status=report["status"],
-                     hosts={h: r["status"] for h, r in report["hosts"].items()},
-                     json_path=paths.get("json"), markdown_path=paths.get("markdown"))
+        result = run(module.params, module.check_mode)
+    except ReportError as exc:
+        module.fail_json(msg=str(exc))
+    module.exit_json(changed=not module.check_mode, **result)
 
 
 if __name__ == "__main__":
