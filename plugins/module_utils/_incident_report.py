@@ -97,7 +97,7 @@ def month_bounds(month: str) -> tuple[_dt.datetime, _dt.datetime]:
 
 
 def previous_month(month: str) -> str:
-    start, _ = month_bounds(month)
+    start = month_bounds(month)[0]
     prev = start - _dt.timedelta(days=1)
     return f"{prev:%Y-%m}"
 
@@ -120,7 +120,7 @@ def monthly_stats(incidents: Iterable[Mapping[str, Any]], month: str) -> dict[st
     started_at. A response breach is an acknowledgement after respond_by, a resolution breach a resolution after
     resolve_by (or an incident still open past it)."""
     start, end = month_bounds(month)
-    prev_start, _ = month_bounds(previous_month(month))
+    prev_start = month_bounds(previous_month(month))[0]
     current, previous = [], []
     for summary in incidents:
         began = parse_time(summary["started_at"])

@@ -23,7 +23,7 @@ description:
   - C(close) writes the close entry (ended_at, root cause, resolution, duration); closing twice changes nothing.
   - C(read) returns one incident's entries and summary; C(query) the summaries of all incidents in O(record_dir).
   - Safe with concurrent writers (an exclusive C(fcntl) lock per record) and append-only. Run it on the control node
-    (C(delegate_to: localhost), C(run_once) where one entry is meant).
+    (C(delegate_to=localhost), C(run_once) where one entry is meant).
 author:
   - taskscheduler.ops contributors (!UNKNOWN)
 attributes:
@@ -335,9 +335,11 @@ ARGUMENT_SPEC = {
     "step": {"type": "str"},
     "result": {"type": "str", "default": "ok", "choices": ["ok", "changed", "failed", "skipped", "info"]},
     "details": {"type": "raw"},
-    "flags": {"type": "list", "elements": "str",
-               "choices": ["data_loss", "breach_confirmed", "cascading_failure", "root_cause_identified",
-                        "service_restored"]},
+    "flags": {
+        "type": "list",
+        "elements": "str",
+        "choices": ["data_loss", "breach_confirmed", "cascading_failure", "root_cause_identified", "service_restored"],
+    },
     "status": {"type": "str", "choices": ["investigating", "identified", "monitoring", "resolved"]},
     "update": {"type": "str"},
     "channel": {"type": "str"},
