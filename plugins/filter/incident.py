@@ -1,8 +1,8 @@
 """Filters for the incident runbook: alert -> severity -> SLA deadlines -> escalation path.
 
 Every filter takes the inventory's overrides as arguments and merges them over the runbook's defaults, so
-``tsops_severity_map`` and ``tsops_escalation_matrix`` only need the entries that differ. Documentation for each
-filter is in the ``<name>.yml`` file beside this one (``ansible-doc -t filter taskscheduler.ops.<name>``).
+``tsops_severity_map`` and ``tsops_escalation_matrix`` only need the entries that differ. Every filter is
+described, with an example, in docs/incident-lifecycle.md.
 """
 
 from __future__ import annotations
