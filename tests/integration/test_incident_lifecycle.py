@@ -166,7 +166,7 @@ def test_open_escalate_close(tmp_path: Path, tmp_path_factory: pytest.TempPathFa
     # escalation: P0 down 40 minutes with no root cause -> technical lead; not again once restored
     assert facts["first"]["due"] is True
     # 40 minutes plus however long the play took to get there on a busy machine
-    assert any(re.match(r"service down for 4\d minutes", r) for r in facts["first"]["reasons"])
+    assert any(re.match(r"service down for [45]\d minutes", r) for r in facts["first"]["reasons"])
     assert facts["second"]["due"] is False
     [escalation] = [e for e in entries if e["type"] == "escalation"]
     assert (escalation["level"], escalation["to"], escalation["contact"]) == (2, "Technical Lead",
@@ -178,21 +178,21 @@ def test_open_escalate_close(tmp_path: Path, tmp_path_factory: pytest.TempPathFa
                           "silence alert for 30 minutes"]
     assert http.at("/health"), "the health endpoint was asked"
     close = next(e for e in entries if e["type"] == "close")
-    assert close["root_cause"] == "connection pool exhausted" and re.match(r"4\dm", close["duration"])
+    assert close["root_cause"] == "connection pool exhausted" and re.match(r"[45]\dm", close["duration"])
     assert isinstance(facts["firing"], list)
 
     # e-mails: opening (immediate), escalation (immediate + the technical lead), resolution (everyone)
     subjects = [m["Subject"] for m in smtp.messages]
     assert subjects[0].startswith("[P0] CRITICAL INCIDENT: TaskSchedulerAPIDown")
     assert subjects[1] == f"[ESCALATED P0] TaskSchedulerAPIDown ({incident_id}) to Technical Lead"
-    assert re.match(rf"\[RESOLVED\] TaskSchedulerAPIDown \({incident_id}\) after 4\dm", subjects[2])
+    assert re.match(rf"\[RESOLVED\] TaskSchedulerAPIDown \({incident_id}\) after [45]\dm", subjects[2])
     assert len(subjects) == 3
     assert sorted(smtp.envelopes[1]["to"]) == ["lead@example.com", "oncall@example.com"]
     assert sorted(smtp.envelopes[2]["to"]) == ["customer-success@example.com", "oncall@example.com",
                                                "product@example.com"]
     escalated = text_body(smtp.messages[1])
     assert "ESCALATED TO: Technical Lead (level 2)" in escalated
-    assert re.search(r"^- service down for 4\d minutes", escalated, re.MULTILINE)
+    assert re.search(r"^- service down for [45]\d minutes", escalated, re.MULTILINE)
     resolved = text_body(smtp.messages[2])
     for line in ["✅ RESOLVED - Task Scheduling System Incident", "ROOT CAUSE: connection pool exhausted",
                  "RESOLUTION:\n- restarted api on all nodes\n- raised the pool size",
