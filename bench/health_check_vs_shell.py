@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -38,31 +39,38 @@ def leaves(value: Any) -> int:
     return 1
 
 
+def cpu_seconds() -> float:
+    """CPU time (user + system) of the finished child processes so far."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def run_shell(lab: Lab) -> tuple[float, dict[str, Any]]:
     env = dict(os.environ, COMPOSE_PROJECT_NAME=lab.instance, API_URL=lab.url("api"),
                PROMETHEUS_URL=lab.url("prometheus"))
-    t0 = time.perf_counter()
+    c0, t0 = cpu_seconds(), time.perf_counter()
     proc = subprocess.run(["bash", str(REPO / "bench" / "runbook_health_check.sh")], env=env,
                           capture_output=True, text=True, check=False)
-    wall = time.perf_counter() - t0
+    wall, cpu = time.perf_counter() - t0, cpu_seconds() - c0
     lines = [line for line in proc.stdout.splitlines() if line.strip()]
-    return wall, {"rc": proc.returncode, "output_lines": len(lines), "verdict": None}
+    return wall, {"rc": proc.returncode, "output_lines": len(lines), "verdict": None, "cpu_seconds": round(cpu, 2)}
 
 
 def run_playbook(lab: Lab, ansible_playbook: str) -> tuple[float, dict[str, Any]]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("ANSIBLE_")}
     env["ANSIBLE_CONFIG"] = str(REPO / "ansible.cfg")
     with tempfile.TemporaryDirectory(prefix="bench-hc-") as reports:
-        t0 = time.perf_counter()
+        c0, t0 = cpu_seconds(), time.perf_counter()
         proc = subprocess.run([ansible_playbook, "-i", str(lab.inventory), str(REPO / "playbooks" / "health_check.yml"),
                                "-e", f"health_check_report_dir={reports}"], cwd=REPO, env=env,
                               capture_output=True, text=True, check=False)
-        wall = time.perf_counter() - t0
+        wall, cpu = time.perf_counter() - t0, cpu_seconds() - c0
         report_file = next(Path(reports).glob("*.json"), None)
         report = json.loads(report_file.read_text()) if report_file else {}
     host = next(iter(report.get("hosts", {}).values()), {})
     return wall, {"rc": proc.returncode, "figures": leaves(host.get("areas", {})), "verdict": report.get("status"),
-                  "areas": len(host.get("areas", {})), "module_seconds": host.get("duration_seconds")}
+                  "areas": len(host.get("areas", {})), "module_seconds": host.get("duration_seconds"),
+                  "cpu_seconds": round(cpu, 2)}
 
 
 def main() -> int:
@@ -84,9 +92,9 @@ def main() -> int:
         o, ours_info = run_playbook(lab, ansible_playbook)
         shell_times.append(s)
         ours_times.append(o)
-        print(f"round {i}: health_check.sh {s:6.2f}s   health_check.yml {o:6.2f}s "
-              f"(module {ours_info['module_seconds']}s, verdict {ours_info['verdict']}, rc {ours_info['rc']})   "
-              f"ratio {o / s:5.2f}")
+        print(f"round {i}: health_check.sh {s:6.2f}s (cpu {shell_info['cpu_seconds']:.2f}s)   health_check.yml "
+              f"{o:6.2f}s (cpu {ours_info['cpu_seconds']:.2f}s, module {ours_info['module_seconds']}s, verdict "
+              f"{ours_info['verdict']}, rc {ours_info['rc']})   ratio {o / s:5.2f}")
     shell_med, ours_med = statistics.median(shell_times), statistics.median(ours_times)
     ratio = ours_med / shell_med
     print(f"median: health_check.sh {shell_med:.2f}s, health_check.yml {ours_med:.2f}s; "

@@ -50,7 +50,7 @@ class Settings:
     def __init__(self, params: dict[str, Any]) -> None:
         get = params.get
         self.project: str | None = get("project")
-        self.services: list[str] = list(get("services") or CORE_SERVICES)
+        self.services: list[str] = list(CORE_SERVICES if get("services") is None else get("services"))
         self.docker_host: str | None = get("docker_host")
         self.docker_cli: str = get("docker_cli") or "docker"
         self.timeout: float = float(get("timeout") or 10)
@@ -69,7 +69,7 @@ class Settings:
         self.log_since: float = parse_duration(get("log_since") or "15m")
         self.log_lines: int = int(get("log_lines") if get("log_lines") is not None else 5)
         self.log_tail: int = int(get("log_tail") or 5000)
-        self.log_services: list[str] = list(get("log_services") or self.services)
+        self.log_services: list[str] = list(self.services if get("log_services") is None else get("log_services"))
         self.log_pattern: str = get("log_pattern") or LOG_PATTERN
         self.disk_paths: list[str] = list(get("disk_paths") or [])
 

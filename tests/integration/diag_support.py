@@ -45,15 +45,17 @@ class Run:
         return f"rc={self.rc}\n{tail}\n{self.stderr[-2000:]}"
 
 
-def run_playbook(lab: Lab, playbook: str | Path, report_dir: Path, *args: str, timeout: float = 300) -> Run:
-    """ansible-playbook against the lab's inventory with the reports in `report_dir` (which must be empty)."""
+def run_playbook(lab: Lab, playbook: str | Path, report_dir: Path, *args: str, timeout: float = 300,
+                 inventory: Path | None = None) -> Run:
+    """ansible-playbook against the lab's inventory (or `inventory`) with the reports in `report_dir` (empty)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("ANSIBLE_")}
     env.update(ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0")
     path = Path(playbook)
     if not path.is_absolute():
         path = REPO / path
     report_var = "performance_check_report_dir" if "performance" in path.name else "health_check_report_dir"
-    cmd = [ansible_bin("ansible-playbook"), "-i", str(lab.inventory), str(path), "-e", f"{report_var}={report_dir}",
+    cmd = [ansible_bin("ansible-playbook"), "-i", str(inventory or lab.inventory), str(path), "-e",
+           f"{report_var}={report_dir}",
            *args]
     proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout, check=False)
     jsons = sorted(report_dir.glob("*.json"))

@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import yaml
 from diag_support import Run, container_states, drop_backlog, make_backlog, run_playbook
 
 from lab import Lab
@@ -59,6 +60,21 @@ def test_healthy_lab_is_all_green(lab: Lab, tmp_path: Path):
     # One summary line per area in the output.
     for area in AREAS:
         assert f"{area:<11} HEALTHY" in run.stdout, area
+
+
+def test_each_host_checks_what_its_groups_call_for(lab: Lab, tmp_path: Path):
+    """A second host in the monitoring group only: no core service is expected there, no database area."""
+    inventory = yaml.safe_load(lab.inventory.read_text())
+    inventory["all"]["children"]["monitoring"]["hosts"]["mon"] = {}
+    (tmp_path / "inventory.yml").write_text(yaml.safe_dump(inventory))
+    run = run_playbook(lab, "playbooks/health_check.yml", tmp_path / "reports", inventory=tmp_path / "inventory.yml")
+    assert run.report is not None and set(run.report["hosts"]) == {"lab", "mon"}, run.explain()
+    assert set(run.host("mon")["areas"]) == {"containers", "monitoring", "host", "logs"}
+    assert run.area("containers", "mon")["status"] == "healthy"  # the API's container is not required here
+    assert run.area("logs", "mon")["containers"] == {}
+    assert len(run.host("lab")["areas"]) == len(AREAS)
+    assert "## lab: " in run.markdown and "## mon: " in run.markdown
+    assert "Health check of mon:" in run.stdout and "Health check of lab:" in run.stdout
 
 
 def test_check_mode_changes_nothing(lab: Lab, tmp_path: Path):

@@ -331,3 +331,10 @@ def test_assemble_overall():
     assert (out["status"], out["down"], out["degraded"], out["unknown"]) == (DOWN, ["workers"], [], [])
     assert out["summary"] == ["api         HEALTHY ", "workers     DOWN     | no worker heartbeat"]
     assert out["thresholds"] == _thresholds.THRESHOLDS
+
+
+def test_settings_empty_service_list_means_none():
+    assert probes.Settings({}).services == list(probes.CORE_SERVICES)
+    s = probes.Settings({"services": []})
+    assert s.services == [] and s.log_services == []
+    assert probes.Settings({"services": ["api"], "log_services": None}).log_services == ["api"]
