@@ -85,7 +85,7 @@ class Outcome:
 def fault(lab: Lab, action: str, f: Fault) -> None:
     args = [str(FAULTS / action), f.alert] + ([f.variant] if f.variant and action == "inject" else [])
     proc = subprocess.run(args, env=dict(os.environ, LAB_INSTANCE=lab.instance), capture_output=True, text=True,
-                          timeout=120)
+                          timeout=120, check=False)
     assert proc.returncode == 0, f"{action} {f.name} failed:\n{proc.stdout}\n{proc.stderr}"
 
 
@@ -125,7 +125,7 @@ def ensure_rules_loaded(lab: Lab) -> None:
     lab.http("POST", "/-/reload", token=None, base=lab.url("prometheus"))
 
     def loaded() -> bool:
-        _, body = lab.http("GET", "/api/v1/rules?type=alert", token=None, base=lab.url("prometheus"))
+        _status, body = lab.http("GET", "/api/v1/rules?type=alert", token=None, base=lab.url("prometheus"))
         names = {r["name"] for g in body["data"]["groups"] for r in g["rules"] if g["name"] == "taskscheduler"}
         return names == set(ALERTS)
 
@@ -225,7 +225,7 @@ def run_alert_rules_playbook(lab: Lab, tmp_path: Path, *args: str) -> str:
                ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_NOCOLOR="1")
     playbook = shutil.which("ansible-playbook") or str(Path(sys.executable).parent / "ansible-playbook")
     proc = subprocess.run([playbook, "-i", str(lab.inventory), str(REPO / "playbooks" / "alert_rules.yml"), *args],
-                          env=env, capture_output=True, text=True, timeout=600, cwd=REPO)
+                          env=env, capture_output=True, text=True, timeout=600, cwd=REPO, check=False)
     assert proc.returncode == 0, proc.stdout[-5000:] + proc.stderr[-2000:]
     return proc.stdout
 
@@ -303,7 +303,7 @@ def test_alerts_fire_for_their_cause_and_resolve(alert_lab: Lab, healthy_lab: La
         for o in outcomes:  # belt and braces: every fault is cleared even if a thread died
             if not o.cleared_at:
                 subprocess.run([str(FAULTS / "clear"), o.fault.alert], env=dict(os.environ, LAB_INSTANCE=lab.instance),
-                               capture_output=True, timeout=120)
+                               capture_output=True, timeout=120, check=False)
         report(group, outcomes)
     errors = [e for o in outcomes for e in o.errors]
     assert not errors, "\n".join(errors)
