@@ -128,14 +128,24 @@ def test_p0_opening_notice_on_every_channel(tmp_path: Path, collections: Path, s
     assert log[0].endswith("[IC] P0 incident started: TaskSchedulerAPIDown")
 
 
-def test_p1_uses_p1_template_and_no_phone(tmp_path: Path, collections: Path, smtp: SMTPSink,
-                                          http: HTTPReceiver) -> None:
+def test_p1_from_alertmanager_payload_uses_p1_template_and_no_phone(tmp_path: Path, collections: Path,
+                                                                    smtp: SMTPSink, http: HTTPReceiver) -> None:
+    """An Alertmanager webhook payload (as EDA hands it over): id = fingerprint, start = startsAt."""
+    starts = (dt.datetime.now(tz=dt.UTC) - dt.timedelta(minutes=10)).strftime("%Y-%m-%dT%H:%M:%S.123456789Z")
+    payload = {"status": "firing", "commonLabels": {"alertname": "HighAPILatency"}, "alerts": [
+        {"status": "firing", "labels": {"alertname": "HighAPILatency", "instance": "api:8080"},
+         "annotations": {"summary": "API p95 latency 3.2s"}, "startsAt": starts, "fingerprint": "3f2a9c1d0e4b5a67"}]}
     pb = Playbook(tmp_path, collections)
-    pb.run(open_play("HighAPILatency", incident_open_id="fp-3f2a9c1d"), settings(tmp_path, http, smtp.port))
+    play = open_play("", incident_open_alert=payload, incident_open_source="eda")
+    pb.run(play, settings(tmp_path, http, smtp.port))
     [msg] = smtp.messages
-    assert msg["Subject"] == "[P1] HIGH PRIORITY: HighAPILatency - API response time >2 seconds (fp-3f2a9c1d)"
+    assert msg["Subject"] == "[P1] HIGH PRIORITY: HighAPILatency - API p95 latency 3.2s (3f2a9c1d0e4b5a67)"
     body = text_body(msg)
-    resolve_by = record(tmp_path)[0]["deadlines"]["resolve_by"]
+    opened = record(tmp_path)[0]
+    assert opened["id"] == "3f2a9c1d0e4b5a67" and opened["started_at"] == starts[:19] + "+00:00"
+    assert opened["labels"]["instance"] == "api:8080" and opened["source"] == "eda"
+    assert opened["acknowledged_at"] > opened["started_at"]
+    resolve_by = opened["deadlines"]["resolve_by"]
     assert body.startswith("⚠️  P1 HIGH PRIORITY - Task Scheduling System")
     assert "Lead Responder: alice" in body and f"ETA Resolution: {resolve_by} (SLA 120 minutes)" in body
     assert "Current actions:\n- Restarting the api container" in body
