@@ -34,6 +34,16 @@ psql_app() { docker exec -i "$(container postgres)" psql -X -q -v ON_ERROR_STOP=
 psql_su() { docker exec -i -u postgres "$(container postgres)" psql -X -q -v ON_ERROR_STOP=1 -d orchestrator -At "$@"; }
 env_get() { local f; f=$([ "$INSTANCE" = tsops ] && echo "$LAB_DIR/.env" || echo "$STATE_DIR/.env"); sed -n "s/^$1=//p" "$f" | tail -n 1; }
 lower() { tr '[:upper:]' '[:lower:]' <<<"$1"; }
+quiet() { local out; out=$("$@" 2>&1) || { printf '%s\n' "$out" >&2; die "failed: $*"; }; }
+# Stop a service as an operator or a crash would (compose stop: its stop_grace_period); start its stopped containers
+# again directly, without compose's wait for the health of its dependencies (they are up, or being started too).
+stop_service() { quiet compose stop "$1"; }
+start_service() {
+  local ids
+  mapfile -t ids < <(docker ps -aq --filter "label=com.docker.compose.project=$INSTANCE" \
+    --filter "label=com.docker.compose.service=$1" --filter status=exited --filter status=created)
+  ((${#ids[@]} == 0)) || quiet docker start "${ids[@]}"
+}
 
 # Bounded load on the API from inside the lab network (the lab's own load generator), detached and named after
 # the fault so that clear finds it. Extra `-e NAME=value` arguments tune it.
@@ -58,16 +68,16 @@ stop_load() {
 # --- one function pair per alert -------------------------------------------------------------------------------
 
 # API down: the API service is stopped (as a crash or an operator would leave it).
-inject_TaskSchedulerAPIDown() { compose stop api >/dev/null 2>&1; log "api stopped"; }
-clear_TaskSchedulerAPIDown() { compose start api >/dev/null 2>&1; log "api started"; }
+inject_TaskSchedulerAPIDown() { stop_service api; log "api stopped"; }
+clear_TaskSchedulerAPIDown() { start_service api; log "api started"; }
 
 # Database down: PostgreSQL is stopped; every client's connections fail.
-inject_TaskSchedulerDatabaseDown() { compose stop postgres >/dev/null 2>&1; log "postgres stopped"; }
-clear_TaskSchedulerDatabaseDown() { compose start postgres >/dev/null 2>&1; log "postgres started"; }
+inject_TaskSchedulerDatabaseDown() { stop_service postgres; log "postgres stopped"; }
+clear_TaskSchedulerDatabaseDown() { start_service postgres; log "postgres started"; }
 
 # No active workers: every worker is stopped; their heartbeats end (status 'stopped').
-inject_NoActiveWorkers() { compose stop worker >/dev/null 2>&1; log "all workers stopped"; }
-clear_NoActiveWorkers() { compose start worker >/dev/null 2>&1; log "workers started"; }
+inject_NoActiveWorkers() { stop_service worker; log "all workers stopped"; }
+clear_NoActiveWorkers() { start_service worker; log "workers started"; }
 
 # Worker health degraded: half of the running workers (at least one, never all) are stopped.
 inject_WorkerHealthDegraded() {
@@ -75,14 +85,14 @@ inject_WorkerHealthDegraded() {
   mapfile -t ids < <(containers worker)
   n=${#ids[@]}
   ((n >= 2)) || die "WorkerHealthDegraded needs at least 2 running workers (found $n)"
-  docker stop "${ids[@]:0:$((n / 2))}" >/dev/null
+  quiet docker stop "${ids[@]:0:$((n / 2))}"
   log "stopped $((n / 2)) of $n workers"
 }
-clear_WorkerHealthDegraded() { compose start worker >/dev/null 2>&1; log "workers started"; }
+clear_WorkerHealthDegraded() { start_service worker; log "workers started"; }
 
 # Scheduler offline: the scheduler is stopped; no due_work is created any more.
-inject_SchedulerOffline() { compose stop scheduler >/dev/null 2>&1; log "scheduler stopped"; }
-clear_SchedulerOffline() { compose start scheduler >/dev/null 2>&1; log "scheduler started"; }
+inject_SchedulerOffline() { stop_service scheduler; log "scheduler stopped"; }
+clear_SchedulerOffline() { start_service scheduler; log "scheduler started"; }
 
 # Security breach. brute_force (default): a burst of requests with bad bearer tokens (10/s, 70% of them to the
 # task API). revoked: three requests with the revoked credential of lab/.env (LAB_REVOKED_TOKEN).
@@ -131,13 +141,13 @@ clear_DataCorruption() {
 # High error rate: Redis is stopped while users keep calling the API (the load generator, 5 requests/s):
 # the task API's rate limiter and cache fail, so those calls answer 503.
 inject_HighErrorRate() {
-  compose stop redis >/dev/null 2>&1
+  stop_service redis
   start_load HighErrorRate
   log "redis stopped under load"
 }
 clear_HighErrorRate() {
   stop_load HighErrorRate
-  compose start redis >/dev/null 2>&1
+  start_service redis
   log "redis started, load stopped"
 }
 
@@ -177,7 +187,7 @@ inject_DatabaseSlowQueries() {
     "SELECT count(DISTINCT h) FROM (SELECT md5(g::text) AS h FROM generate_series(1, 1) g) s" >/dev/null
   docker exec -d "$pg" timeout "$FAULT_SECONDS" sh -c "while :; do
     PGAPPNAME=$MARK-DatabaseSlowQueries psql -X -q -U orchestrator -d orchestrator -c \"SET work_mem = '64MB'\" \
-      -c \"SET statement_timeout = '30s'\" \
+      -c \"SET statement_timeout = '120s'\" \
       -c \"SELECT count(DISTINCT h) FROM (SELECT md5(g::text) AS h FROM generate_series(1, 500000) g) s\" >/dev/null
     sleep 1
   done; : $MARK-DatabaseSlowQueries"
