@@ -2,7 +2,8 @@
 
 Every filter takes the inventory's overrides as arguments and merges them over the runbook's defaults, so
 ``tsops_severity_map`` and ``tsops_escalation_matrix`` only need the entries that differ. Every filter is
-described, with an example, in docs/incident-lifecycle.md.
+described, with an example, in docs/incident-lifecycle.md; the main ones also have ``<name>.yml`` beside this file
+for ``ansible-doc -t filter taskscheduler.ops.<name>``.
 """
 
 from __future__ import annotations
