@@ -129,6 +129,12 @@ def incident_month_bounds(month: str) -> dict[str, str]:
 
 
 @_wrap
+def incident_update_due(summary: Any, now: Any = None, matrix: Any = None) -> dict[str, Any]:
+    """Whether the next stakeholder update is due (update interval of the severity after the last notice)."""
+    return _incident.update_due(summary, now, matrix or None)
+
+
+@_wrap
 def severity_map(overrides: Any = None) -> dict[str, str]:
     """The runbook's alert -> severity map with ``overrides`` applied."""
     return policy.merged_severity_map(overrides or None)
@@ -162,6 +168,7 @@ class FilterModule:
             "incident_notice_context": incident_notice_context,
             "incident_status_page": incident_status_page,
             "incident_review": incident_review,
+            "incident_update_due": incident_update_due,
             "incident_monthly_stats": incident_monthly_stats,
             "incident_month_bounds": incident_month_bounds,
             "severity_map": severity_map,

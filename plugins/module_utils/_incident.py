@@ -454,6 +454,7 @@ def summarize(entries: Iterable[Mapping[str, Any]], now: Any = None) -> dict[str
         "actions": 0,
         "failed_actions": 0,
         "notifications": {"sent": 0, "failed": 0, "failed_channels": []},
+        "last_notified_at": None,
         "latest_update": {"ts": opened["ts"], "message": f"{opened['severity']} incident opened: {opened['alert']}"},
         "actions_in_progress": [],
         "reopened": 0,
@@ -480,6 +481,7 @@ def summarize(entries: Iterable[Mapping[str, Any]], now: Any = None) -> dict[str
         elif kind == "notification":
             if entry.get("ok"):
                 summary["notifications"]["sent"] += 1
+                summary["last_notified_at"] = ts
             else:
                 summary["notifications"]["failed"] += 1
                 if entry.get("channel") not in summary["notifications"]["failed_channels"]:
@@ -870,3 +872,19 @@ def status_page(
         "history": history,
         "history_days": history_days,
     }
+
+
+def update_due(summary: Mapping[str, Any], now: Any = None, matrix: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Whether the next stakeholder update is due: ``update_minutes`` of the severity (P0 15, P1 30, ...) after the
+    last delivered notice (or the opening). Closed incidents never are."""
+    import datetime as _dt
+
+    from ._incident_policy import merged_matrix
+
+    current = parse_time(now, "now") if now is not None else now_utc()
+    minutes = (merged_matrix(matrix).get(summary.get("severity")) or {}).get("update_minutes")
+    last = parse_time(summary.get("last_notified_at") or summary["acknowledged_at"])
+    next_at = last + _dt.timedelta(minutes=minutes) if minutes else None
+    due = bool(next_at and summary.get("state") == "open" and current >= next_at)
+    return {"due": due, "last_at": iso(last), "next_at": iso(next_at) if next_at else None,
+            "update_minutes": minutes}

@@ -116,3 +116,20 @@ def test_status_page_all_operational() -> None:
     page = rec.status_page([], now="2026-11-26T12:00:00Z")
     assert page["overall"] == {"status": "operational", "label": "All systems operational"}
     assert {s["status"] for s in page["services"]} == {"operational"}
+
+
+def test_update_due_after_the_severity_interval_since_the_last_notice() -> None:
+    entries = incident("TaskSchedulerAPIDown", "2026-11-26T23:50:00Z")  # acknowledged 23:50, P0 every 15 min
+    assert rec.update_due(rec.summarize(entries), now="2026-11-27T00:04:59Z")["due"] is False
+    assert rec.update_due(rec.summarize(entries), now="2026-11-27T00:05:00Z")["next_at"] == "2026-11-27T00:05:00+00:00"
+    sent = rec.notification_entry(channel="slack", ok=True, now="2026-11-27T00:06:00Z")
+    failed = rec.notification_entry(channel="email", ok=False, error="x", now="2026-11-27T00:30:00Z")
+    entries += [dict(sent, seq=2), dict(failed, seq=3)]
+    due = rec.update_due(rec.summarize(entries), now="2026-11-27T00:20:00Z")
+    assert due == {"due": False, "last_at": "2026-11-27T00:06:00+00:00", "next_at": "2026-11-27T00:21:00+00:00",
+                   "update_minutes": 15}  # a failed delivery does not count as an update
+    assert rec.update_due(rec.summarize(entries), now="2026-11-27T00:21:00Z")["due"] is True
+    closed = [*entries, dict(rec.close_entry(entries, root_cause="x", now="2026-11-27T00:25:00Z"), seq=4)]
+    assert rec.update_due(rec.summarize(closed), now="2026-11-27T03:00:00Z")["due"] is False
+    p1 = incident("HighAPILatency", "2026-11-26T10:00:00Z")
+    assert rec.update_due(rec.summarize(p1), now="2026-11-26T10:29:00Z", matrix={"P1": {"update_minutes": 20}})["due"]
