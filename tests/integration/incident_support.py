@@ -89,7 +89,7 @@ class Playbook:
         if diff:
             args.append("--diff")
         proc = subprocess.run(args, cwd=self.workdir, env=self.env(), capture_output=True, text=True,
-                              timeout=timeout)
+                              timeout=timeout, check=False)
         if expect_rc is not None and proc.returncode != expect_rc:
             raise AssertionError(f"ansible-playbook rc={proc.returncode} (expected {expect_rc})\n"
                                  f"--- stdout\n{proc.stdout[-12000:]}\n--- stderr\n{proc.stderr[-4000:]}")
@@ -269,7 +269,7 @@ def write_synthetic(record_dir: Path, rows: list[tuple], year: int, month: int) 
         add(rec.action_entry(step="diagnose", actor="bob", host="node1", now=start + dt.timedelta(minutes=tta + 1)))
         for k in range(escalations):
             add(rec.escalation_entry(entries, reasons=["still down"], now=start + dt.timedelta(minutes=16 + k)))
-        for _ in range(failed):
+        for _attempt in range(failed):
             add(rec.notification_entry(channel="email", ok=False, error="refused",
                                        now=start + dt.timedelta(minutes=tta)))
         if ttr is not None:

@@ -70,9 +70,8 @@ def marker() -> Any:
 
 def inventory(tmp_path: Path) -> Path:
     path = tmp_path / "hosts.yml"
-    path.write_text(yaml.safe_dump({"all": {"hosts": {h: {"ansible_connection": "local",
-                                                         "ansible_python_interpreter": sys.executable}
-                                                     for h in HOSTS}}}))
+    host_vars = {"ansible_connection": "local", "ansible_python_interpreter": sys.executable}
+    path.write_text(yaml.safe_dump({"all": {"hosts": {h: dict(host_vars) for h in HOSTS}}}))
     return path
 
 

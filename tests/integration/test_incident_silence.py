@@ -86,7 +86,7 @@ def test_silence_create_no_duplicate_extend_expire(am_url: str, marker: str, tmp
     assert recap(second)["changed"] == 0
     assert len(ours(am_url, marker)) == 1, "a second run must not create a duplicate"
 
-    pb.run(silence_play(out, **dict(args, duration="2h")))
+    pb.run(silence_play(out, **{**args, "duration": "2h"}))
     extended = json.loads(out.read_text())
     assert extended["action"] == "extended"
     assert extended["silence_id"] == created["silence_id"] and extended["replaced"] is False, "extended in place"

@@ -62,8 +62,8 @@ def settings(tmp_path: Path, http: HTTPReceiver, smtp_port: int) -> dict[str, An
 
 def open_play(alert: str, **extra: Any) -> list[dict[str, Any]]:
     role_vars = {"incident_open_alertname": alert, "incident_open_impact": "All API requests fail with 502",
-                 "incident_open_commander": "alice", "incident_open_actions": ["Restarting the api container",
-                                                                            "Checking database connectivity"]}
+                 "incident_open_commander": "alice",
+                 "incident_open_actions": ["Restarting the api container", "Checking database connectivity"]}
     role_vars.update(extra)
     return [{"name": "open", "hosts": "localhost", "gather_facts": False, "tasks": [
         {"name": "Open", "ansible.builtin.include_role": {"name": "taskscheduler.ops.incident_open"},

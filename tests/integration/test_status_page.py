@@ -41,11 +41,11 @@ def chromium() -> str:
         pytest.skip("chromium is not installed and apt-get cannot install it here (needs root and apt)")
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
     proc = subprocess.run(["apt-get", "install", "-y", "-q", "chromium"], env=env, capture_output=True, text=True,
-                          timeout=1200)
+                          timeout=1200, check=False)
     if proc.returncode != 0:
-        subprocess.run(["apt-get", "update", "-q"], env=env, capture_output=True, timeout=600)
+        subprocess.run(["apt-get", "update", "-q"], env=env, capture_output=True, timeout=600, check=False)
         proc = subprocess.run(["apt-get", "install", "-y", "-q", "chromium"], env=env, capture_output=True,
-                              text=True, timeout=1200)
+                              text=True, timeout=1200, check=False)
     assert proc.returncode == 0, f"apt-get install chromium failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}"
     return shutil.which("chromium") or "/usr/bin/chromium"
 
@@ -56,7 +56,7 @@ def browse(chromium: str, url: str, *extra: str) -> subprocess.CompletedProcess:
         (Path(profile) / "Default").mkdir()
         (Path(profile) / "Default" / "Preferences").write_text(json.dumps(NO_JAVASCRIPT))
         return subprocess.run([chromium, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *extra, url],
-                              capture_output=True, text=True, timeout=180)
+                              capture_output=True, text=True, timeout=180, check=False)
 
 
 def test_browser_runs_without_javascript(tmp_path: Path, chromium: str) -> None:

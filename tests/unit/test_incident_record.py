@@ -177,7 +177,7 @@ def test_records_are_append_only(dirs: dict[str, str]) -> None:
 def test_escalate_climbs_path_and_stays_at_top(dirs: dict[str, str]) -> None:
     inc = open_api_down(dirs)
     roles = []
-    for _ in range(4):
+    for _attempt in range(4):
         res = run(dict(dirs, state="escalate", id=inc["id"], reasons=["service down"]))
         roles.append((res["entry"]["level"], res["entry"]["to"], res["entry"]["moved"]))
     assert roles == [(2, "Technical Lead", True), (3, "Engineering Manager", True), (4, "CTO", True),

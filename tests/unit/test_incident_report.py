@@ -25,7 +25,7 @@ def build(alert: str, start: dt.datetime, tta: int, ttr: int | None, escalations
     add(rec.open_entry(alert=alert, started_at=start, now=start + dt.timedelta(minutes=tta), commander="alice"))
     for k in range(escalations):
         add(rec.escalation_entry(entries, reasons=["still down"], now=start + dt.timedelta(minutes=16 + k)))
-    for _ in range(failed):
+    for _attempt in range(failed):
         add(rec.notification_entry(channel="email", ok=False, error="refused", now=start))
     if ttr is not None:
         add(rec.close_entry(entries, root_cause="x", now=start + dt.timedelta(minutes=ttr)))
@@ -112,9 +112,9 @@ def test_empty_month_and_bad_month() -> None:
     assert report.previous_month("2026-01") == "2025-12"
     with pytest.raises(report.ReportError, match="YYYY-MM"):
         report.month_bounds("November")
-    assert flt.incident_month_bounds("2026-03") == {"start": "2026-03-01T00:00:00+00:00",
-                                                   "end": "2026-04-01T00:00:00+00:00", "previous": "2026-02",
-                                                   "previous_start": "2026-02-01T00:00:00+00:00"}
+    assert flt.incident_month_bounds("2026-03") == {
+        "start": "2026-03-01T00:00:00+00:00", "end": "2026-04-01T00:00:00+00:00", "previous": "2026-02",
+        "previous_start": "2026-02-01T00:00:00+00:00"}
 
 
 def test_chart_is_a_png(stats: dict[str, Any], tmp_path: Path) -> None:

@@ -101,8 +101,8 @@ def test_status_page_worst_open_incident_decides() -> None:
     assert status == {"api": "major_outage", "scheduler": "operational", "worker": "partial_outage",
                       "postgres": "operational", "redis": "operational", "reports": "degraded"}
     assert page["overall"] == {"status": "major_outage", "label": "Major outage"}
-    assert [i["alert"] for i in page["open_incidents"]] == ["Custom", "TaskSchedulerAPIDown", "HighAPILatency",
-                                                             "WorkerHealthDegraded"]
+    assert [i["alert"] for i in page["open_incidents"]] == [
+        "Custom", "TaskSchedulerAPIDown", "HighAPILatency", "WorkerHealthDegraded"]
     api_down = page["open_incidents"][1]
     assert api_down["title"] == "API service unavailable" and api_down["elapsed"] == "10m"
     assert api_down["latest_update"]["message"] == "P0 incident opened: TaskSchedulerAPIDown"
