@@ -4,7 +4,8 @@
 # Instance-aware like lab.sh (LAB_INSTANCE, default tsops). Everything happens inside the lab's own containers
 # and volumes; nothing on the host is touched. Every fault is bounded:
 #   * in time: FAULT_SECONDS (default 300, at most 3600); load, locks, queries and the memory hog end by themselves,
-#     and a watchdog clears any fault still in place after that long (clear cancels the watchdog);
+#     and a watchdog clears what is left of a fault after that long (clear cancels it; it never restarts a
+#     container that someone else has started or stopped since);
 #   * in size: the disk fault fills the lab's 16 MiB tmpfs, the memory hog stays inside a worker's 128 MiB limit,
 #     the corruption fault writes three marked rows, the load generator is rate-limited.
 # docs/alerts.md lists what each fault does and how long its alert takes to reach the webhook.
@@ -18,6 +19,7 @@ if [ "$INSTANCE" = tsops ]; then STATE_DIR="$LAB_DIR/.state"; else STATE_DIR="$L
 FAULT_DIR="$STATE_DIR/faults"
 FAULT_SECONDS="${FAULT_SECONDS:-300}"
 MARK=lab-fault   # marks every row, process, container and session a fault creates
+ALERT=""         # the alert being injected or cleared
 
 ALERTS=(TaskSchedulerAPIDown TaskSchedulerDatabaseDown NoActiveWorkers SecurityBreach DataCorruption HighErrorRate
         HighAPILatency DatabaseSlowQueries SchedulerOffline WorkerHealthDegraded DiskSpaceCritical MemoryUsageCritical)
@@ -37,11 +39,26 @@ lower() { tr '[:upper:]' '[:lower:]' <<<"$1"; }
 quiet() { local out; out=$("$@" 2>&1) || { printf '%s\n' "$out" >&2; die "failed: $*"; }; }
 # Stop a service as an operator or a crash would (compose stop: its stop_grace_period); start its stopped containers
 # again directly, without compose's wait for the health of its dependencies (they are up, or being started too).
-stop_service() { quiet compose stop "$1"; }
-start_service() {
+# The stopped containers are recorded with the time they stopped: the watchdog restarts only those that nobody has
+# started (and maybe stopped again, for reasons of their own) since; a clear by hand starts every stopped one.
+record_stopped() { docker inspect -f '{{.Id}} {{.State.FinishedAt}}' "$@" >>"$FAULT_DIR/$ALERT.stopped"; }
+stop_service() {
   local ids
-  mapfile -t ids < <(docker ps -aq --filter "label=com.docker.compose.project=$INSTANCE" \
-    --filter "label=com.docker.compose.service=$1" --filter status=exited --filter status=created)
+  mapfile -t ids < <(containers "$1")
+  quiet compose stop "$1"
+  ((${#ids[@]} == 0)) || record_stopped "${ids[@]}"
+}
+start_service() {
+  local ids=() id finished
+  if [ -n "${FAULT_WATCHDOG:-}" ]; then
+    while read -r id finished; do
+      [ "$(docker inspect -f '{{.State.Status}} {{.State.FinishedAt}}' "$id" 2>/dev/null)" = "exited $finished" ] \
+        && ids+=("$id")
+    done < <(cat "$FAULT_DIR/$ALERT.stopped" 2>/dev/null || true)
+  else
+    mapfile -t ids < <(docker ps -aq --filter "label=com.docker.compose.project=$INSTANCE" \
+      --filter "label=com.docker.compose.service=$1" --filter status=exited --filter status=created)
+  fi
   ((${#ids[@]} == 0)) || quiet docker start "${ids[@]}"
 }
 
@@ -56,9 +73,12 @@ start_load() {
   log "load generator $name running for at most ${FAULT_SECONDS}s"
 }
 # Stopping the load generator abruptly skips its own clean-up: pause the tasks it created since the fault began.
+# (One that ran its course paused them itself.)
 stop_load() {
-  local since
-  docker rm -f "$INSTANCE-$MARK-$(lower "$1")" >/dev/null 2>&1 || true
+  local name since
+  name="$INSTANCE-$MARK-$(lower "$1")"
+  docker inspect "$name" >/dev/null 2>&1 || return 0
+  docker rm -f "$name" >/dev/null 2>&1 || true
   since=$(cat "$FAULT_DIR/$1.injected" 2>/dev/null || true)
   [ -n "$since" ] || return 0
   psql_app >/dev/null -c "UPDATE task SET status = 'paused', updated_at = now() WHERE name LIKE 'loadgen-%'
@@ -86,6 +106,7 @@ inject_WorkerHealthDegraded() {
   n=${#ids[@]}
   ((n >= 2)) || die "WorkerHealthDegraded needs at least 2 running workers (found $n)"
   quiet docker stop "${ids[@]:0:$((n / 2))}"
+  record_stopped "${ids[@]:0:$((n / 2))}"
   log "stopped $((n / 2)) of $n workers"
 }
 clear_WorkerHealthDegraded() { start_service worker; log "workers started"; }
@@ -262,14 +283,16 @@ watchdog_stop() {
 
 main() {
   local action=${1:-} alert=${2:-}
+  ALERT=$alert
   if [ "$alert" = --list ]; then printf '%s\n' "${ALERTS[@]}"; return 0; fi
   [ -n "$alert" ] || die "usage: lab/faults/$action AlertName [variant]   (lab/faults/$action --list names them)"
   [[ " ${ALERTS[*]} " == *" $alert "* ]] || die "unknown alert $alert (lab/faults/$action --list names them)"
   ((FAULT_SECONDS > 0 && FAULT_SECONDS <= 3600)) || die "FAULT_SECONDS must be 1..3600"
   case "$action" in
     inject) watchdog_start "$alert"; date -u +%Y-%m-%dT%H:%M:%SZ >"$FAULT_DIR/$alert.injected"
+            rm -f "$FAULT_DIR/$alert.stopped"
             "inject_$alert" "${@:3}" ;;
-    clear) watchdog_stop "$alert"; "clear_$alert"; rm -f "$FAULT_DIR/$alert.injected" ;;
+    clear) watchdog_stop "$alert"; "clear_$alert"; rm -f "$FAULT_DIR/$alert.injected" "$FAULT_DIR/$alert.stopped" ;;
     *) die "usage: faults.sh inject|clear AlertName" ;;
   esac
 }
