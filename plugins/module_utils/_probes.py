@@ -374,12 +374,30 @@ def probe_database(ctx: Context, areas: Sequence[str]) -> dict[str, Area]:
     except ProbeError as exc:
         batch = Batch({q.name: Result(error=exc.args[0]) for q in queries}, False, exc.args[0])
         return evaluate_database(batch, areas, unreachable_status=exc.status)
-    return evaluate_database(connection.run(queries), areas, ctx.settings.expected_workers,
-                             ctx.settings.slow_statements > 0)
+    batch = connection.run(queries)
+    return evaluate_database(batch, areas, ctx.settings.expected_workers, ctx.settings.slow_statements > 0,
+                             dead_workers=stopped_containers(ctx) if "workers" in areas else None)
+
+
+def stopped_containers(ctx: Context) -> dict[str, str]:
+    """Short ID and name -> state of the project's containers that are not running ({} if Docker cannot say).
+
+    A worker's heartbeat names its host, which is its container's short ID by default: a heartbeat still within
+    the window from a container that is not running is a worker that died without saying so (SIGKILL)."""
+    try:
+        by_service = ctx.containers()
+    except ProbeError:
+        return {}
+    out = {}
+    for entry in (e for entries in by_service.values() for e in entries):
+        if entry.get("State") != "running":
+            out[entry["Id"][:12]] = out[_name(entry)] = entry.get("State") or "?"
+    return out
 
 
 def evaluate_database(batch: Batch, areas: Sequence[str], expected_workers: int | None = None,
-                      want_slow: bool = False, unreachable_status: str = DOWN) -> dict[str, Area]:
+                      want_slow: bool = False, unreachable_status: str = DOWN,
+                      dead_workers: dict[str, str] | None = None) -> dict[str, Area]:
     """Areas read from the database; when it is unreachable, postgres is down and the others unknown."""
     out: dict[str, Area] = {}
     for name in areas:
@@ -399,7 +417,7 @@ def evaluate_database(batch: Batch, areas: Sequence[str], expected_workers: int 
         elif name == "queue":
             out[name] = evaluate_queue(batch.get("queue"))
         elif name == "workers":
-            out[name] = evaluate_workers(batch.get("workers"), expected_workers)
+            out[name] = evaluate_workers(batch.get("workers"), expected_workers, dead_workers)
         elif name == "scheduler":
             out[name] = evaluate_scheduler(batch.get("tasks"))
         elif name == "processing":
@@ -483,13 +501,26 @@ def evaluate_queue(result: Result) -> Area:
     return area
 
 
-def evaluate_workers(result: Result, expected: int | None) -> Area:
+def evaluate_workers(result: Result, expected: int | None, dead: dict[str, str] | None = None) -> Area:
+    """Alive = heartbeat within the window, not cleanly stopped, and not from a container known to be stopped."""
     area = Area("workers")
     if _query_failed(area, result):
         return area
     w = dict(result.data)
     alive = int(w.get("alive") or 0)
     window = w.get("window_seconds")
+    ghosts = []
+    for worker in w.get("workers") or []:
+        state = (dead or {}).get(worker.get("hostname") or "") or (dead or {}).get(worker.get("worker_id") or "")
+        if worker.get("alive") and state:
+            worker.update(alive=False, container_state=state)
+            ghosts.append(worker["worker_id"])
+    if ghosts:
+        alive -= len(ghosts)
+        w["alive"] = alive
+        w["heartbeat_alive"] = alive + len(ghosts)
+        area.note(f"{len(ghosts)} heartbeats within the window come from containers that are not running "
+                  f"({', '.join(ghosts)}): not counted as alive")
     w["expected"] = expected
     w["alive_ratio"] = ratio(alive, expected) if expected else None
     area.figures = w

@@ -167,8 +167,16 @@ workers:
       type: int
       sample: 120
     alive:
-      description: Workers with a heartbeat within the window and not cleanly stopped.
+      description:
+        - Workers with a heartbeat within the window, not cleanly stopped, and not sent from a container of the
+          project that is known not to run (a worker killed without a clean stop keeps a fresh heartbeat for up to
+          the window; its container says otherwise). A worker's host name is its container's short ID by default.
       type: int
+      sample: 2
+    heartbeat_alive:
+      description: Workers alive by their heartbeat alone, when some of them were found dead by their container.
+      type: int
+      returned: when heartbeats from stopped containers were discounted
       sample: 2
     expected:
       description: O(expected_workers).
@@ -209,7 +217,7 @@ workers:
     workers:
       description: Alive workers and those seen in the last hour, newest first (at most 20), with C(worker_id),
         C(hostname), C(status), C(alive), C(last_seen), C(age_seconds), C(processed_count), C(failed_count),
-        C(started_at).
+        C(started_at), and C(container_state) when its container was found not running.
       type: list
       elements: dict
 scheduler:

@@ -138,6 +138,18 @@ def test_workers_stopped_is_down(healthy_lab: Lab, tmp_path: Path):
     assert run.area("postgres")["reachable"] is True and run.area("api")["status"] != "down"
 
 
+def test_workers_killed_are_down_at_once(healthy_lab: Lab, tmp_path: Path):
+    """SIGKILL: no clean stop, the heartbeats stay fresh for the whole window; their containers tell the truth."""
+    healthy_lab.compose("kill", "worker")
+    run = health_check(healthy_lab, tmp_path)
+    assert run.rc != 0, run.explain()
+    workers = run.area("workers")
+    assert workers["status"] == "down" and workers["alive"] == 0, workers
+    assert workers["heartbeat_alive"] >= 1
+    assert any("come from containers that are not running" in n for n in workers["notes"])
+    assert {w["container_state"] for w in workers["workers"] if "container_state" in w} == {"exited"}
+
+
 def test_queue_backlog_is_degraded(healthy_lab: Lab, tmp_path: Path):
     healthy_lab.compose("stop", "worker")
     # 200 overdue items, and beside them what the runbook's queries miscount: 60 finished rows (counted as due and

@@ -338,3 +338,19 @@ def test_settings_empty_service_list_means_none():
     s = probes.Settings({"services": []})
     assert s.services == [] and s.log_services == []
     assert probes.Settings({"services": ["api"], "log_services": None}).log_services == ["api"]
+
+
+def test_workers_heartbeats_from_stopped_containers_do_not_count():
+    data = dict(WORKERS, alive=2, workers=[
+        {"worker_id": "aaaaaaaaaaaa", "hostname": "aaaaaaaaaaaa", "alive": True, "status": "running"},
+        {"worker_id": "w-2", "hostname": "bbbbbbbbbbbb", "alive": True, "status": "running"},
+        {"worker_id": "cccccccccccc", "hostname": "cccccccccccc", "alive": False, "status": "stopped"}])
+    a = probes.evaluate_workers(Result(data), 2, {"aaaaaaaaaaaa": "exited", "bbbbbbbbbbbb": "exited",
+                                                  "cccccccccccc": "exited"})
+    assert a.status == DOWN and a.figures["alive"] == 0 and a.figures["heartbeat_alive"] == 2
+    assert a.notes[0] == ("2 heartbeats within the window come from containers that are not running "
+                          "(aaaaaaaaaaaa, w-2): not counted as alive")
+    assert [w["container_state"] for w in a.figures["workers"][:2]] == ["exited", "exited"]
+    # Heartbeats from elsewhere (another host, unknown containers) still count.
+    b = probes.evaluate_workers(Result(dict(data, workers=[dict(w) for w in data["workers"]])), 2, {"zzz": "exited"})
+    assert b.status == HEALTHY and b.figures["alive"] == 2
