@@ -13,6 +13,8 @@ THRESHOLDS = {
     # HighErrorRate (P0): more than 10% of API responses are 5xx, sustained 5 minutes.
     "api_error_ratio_max": 0.10,
     "api_error_for_seconds": 300,
+    # SecurityBreach (P0): a burst of failed authentications (any use of a revoked credential fires at once).
+    "auth_failures_per_minute_max": 30,
     # HighAPILatency (P1): API response time above 2 seconds (p95 over the window).
     "api_latency_seconds_max": 2.0,
     # NoActiveWorkers (P0): no worker heartbeat within the window.
