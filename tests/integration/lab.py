@@ -31,9 +31,11 @@ def read_env_file(path: Path) -> dict[str, str]:
 
 
 class Lab:
-    def __init__(self, instance: str | None = None, port_offset: int | None = None) -> None:
+    def __init__(self, instance: str | None = None, port_offset: int | None = None,
+                 bind_address: str | None = None) -> None:
         self.instance = instance or os.environ.get("LAB_INSTANCE", "tsops")
         self.port_offset = port_offset
+        self.bind_address = bind_address
         if self.instance == "tsops":
             self.state_dir = LAB_DIR / ".state"
             self.env_file = LAB_DIR / ".env"
@@ -48,6 +50,8 @@ class Lab:
         env = dict(os.environ, LAB_INSTANCE=self.instance)
         if self.port_offset is not None:
             env["LAB_PORT_OFFSET"] = str(self.port_offset)
+        if self.bind_address is not None:
+            env["LAB_BIND_ADDRESS"] = self.bind_address
         return subprocess.run([str(LAB_SH), *args], env=env, check=check, timeout=timeout,
                               capture_output=True, text=True)
 
