@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Benchmark: `ansible-playbook playbooks/health_check.yml` vs the runbook's health_check.sh, side by side.
 
 Both run against the same lab (LAB_INSTANCE, default `tsops`), alternately, ROUNDS times after one warm-up round

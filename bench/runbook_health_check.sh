@@ -1,4 +1,4 @@
-#!/bin/bash
+#!/usr/bin/env bash
 # health_check.sh - Comprehensive system health assessment
 #
 # The runbook's script (RUNBOOK.md section 4, "System Health Quick Assessment"), verbatim except for

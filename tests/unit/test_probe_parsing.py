@@ -121,7 +121,7 @@ class FakeApi:
         self.calls.append(filters)
         out = self.entries
         for label in filters.get("label", []):
-            key, _, value = label.partition("=")
+            key, _sep, value = label.partition("=")
             out = [e for e in out if (e.get("Labels") or {}).get(key) == value]
         for name in filters.get("name", []):
             out = [e for e in out if any(name in n for n in e["Names"])]
@@ -226,7 +226,7 @@ def test_psql_via_docker_reachable_batch():
 def test_psql_via_docker_password_only_with_a_host():
     api = ExecApi(subprocess.CompletedProcess([], 0, "", ""))
     _pg.PsqlViaDocker(api, "pg1", "db", "u", password="pw", host="127.0.0.1", port=5433).run([sql.queue_query()])
-    _, argv, _, env = api.calls[0]
+    _container, argv, _stdin, env = api.calls[0]
     assert argv[:5] == ["psql", "-p", "5433", "-h", "127.0.0.1"] and env == {"PGPASSWORD": "pw"}
     assert "pw" not in argv
 
@@ -259,7 +259,7 @@ def test_queue_sql_excludes_finished_rows_and_uses_the_claim_condition():
 
 def test_slow_statements_sql_handles_both_column_names():
     q = sql.slow_statements_query(5)
-    assert [("total_exec_time" in g, "total_time'" in g) for g, _ in q.cases] == [(True, False), (False, True)]
+    assert [("total_exec_time" in g, "total_time'" in g) for g, _sql in q.cases] == [(True, False), (False, True)]
     assert "ORDER BY total_exec_time DESC LIMIT 5" in " ".join(q.cases[0][1].split())
     assert "ORDER BY total_time DESC LIMIT 5" in " ".join(q.cases[1][1].split())
     assert "'available', false" in q.sql
@@ -312,7 +312,7 @@ def resp_server():
     received: list[bytes] = []
 
     def serve() -> None:
-        conn, _ = srv.accept()
+        conn, _addr = srv.accept()
         with conn:
             data = b""
             while data.count(b"INFO") < 1:

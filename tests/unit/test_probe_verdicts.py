@@ -204,8 +204,8 @@ def test_database_unreachable_postgres_down_the_rest_unknown():
 
 
 def test_database_unknown_when_docker_cannot_be_asked():
-    areas = probes.evaluate_database(Batch({}, False, "Docker daemon unreachable"), ["postgres"],
-                                unreachable_status=UNKNOWN)
+    batch = Batch({}, False, "Docker daemon unreachable")
+    areas = probes.evaluate_database(batch, ["postgres"], unreachable_status=UNKNOWN)
     assert areas["postgres"].status == UNKNOWN
 
 
