@@ -4,7 +4,8 @@
 # The runbook's script (RUNBOOK.md section 4, "System Health Quick Assessment"), verbatim except for
 # container names: the lab runs compose's default names (<project>-<service>-1) instead of the runbook's
 # container_name's (api, postgres, redis). The base URLs default to the runbook's and can be pointed at another
-# lab instance (API_URL, PROMETHEUS_URL, GRAFANA_URL). Used by bench/health_check_vs_shell.py as the baseline.
+# lab instance (API_URL, PROMETHEUS_URL, GRAFANA_URL); the shebang is the env form ansible-test accepts.
+# Used by bench/health_check_vs_shell.py as the baseline.
 P="${COMPOSE_PROJECT_NAME:-tsops}"
 API_URL="${API_URL:-http://localhost:8080}"
 PROMETHEUS_URL="${PROMETHEUS_URL:-http://localhost:9090}"
