@@ -478,8 +478,10 @@ def _evaluate_slow(area: Area, slow: Result) -> dict[str, Any]:
     data["over_threshold"] = len(slow_ones)
     if slow_ones:
         worst_one = max(slow_ones, key=lambda s: s["mean_ms"])
+        since = f", means since {data['since']}" if data.get("since") else ""
         area.flag(DEGRADED, f"{len(slow_ones)} statements average more than {mean_max:g} ms "
-                            f"(worst {worst_one['mean_ms']:.0f} ms: {worst_one['query'][:60]}, DatabaseSlowQueries)")
+                            f"(worst {worst_one['mean_ms']:.0f} ms: {worst_one['query'][:60]}{since}, "
+                            "DatabaseSlowQueries)")
     return data
 
 

@@ -137,9 +137,12 @@ _PSS_LOADED = ("to_regclass('pg_stat_statements') IS NOT NULL "
                "AND current_setting('shared_preload_libraries', true) ~ 'pg_stat_statements'")
 _PSS_COLUMN = ("EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass('pg_stat_statements') "
                "AND attname = '%s' AND NOT attisdropped)")
+# pg_stat_statements 1.9 (PostgreSQL 14) and later: when the statistics were last reset, i.e. since when the means run.
+_PSS_INFO = "coalesce(has_table_privilege(to_regclass('pg_stat_statements_info')::oid, 'SELECT'), false)"
+_SINCE = "(SELECT stats_reset FROM pg_stat_statements_info)"
 
 _SLOW = """
-SELECT json_build_object('available', true, 'source', 'pg_stat_statements.%(total)s',
+SELECT json_build_object('available', true, 'source', 'pg_stat_statements.%(total)s', 'since', %(since)s,
   'statements', coalesce(json_agg(s ORDER BY s.total_ms DESC), '[]'::json)) FROM (
   SELECT left(regexp_replace(query, '\\s+', ' ', 'g'), %(max_len)d) AS query, queryid::text AS queryid, calls,
          round(%(total)s::numeric, 3) AS total_ms,
@@ -190,6 +193,8 @@ def processing_query(minutes: int) -> Query:
 
 def slow_statements_query(top: int, max_query_length: int = 300) -> Query:
     params = {"top": _int(top, 1, 100, "slow_statements"), "max_len": _int(max_query_length, 20, 10000, "length")}
-    cases = [(_PSS_LOADED + " AND " + _PSS_COLUMN % column, _SLOW % dict(params, total=column))
-             for column in ("total_exec_time", "total_time")]
+    cases = [(_PSS_LOADED + " AND " + _PSS_COLUMN % "total_exec_time" + " AND " + _PSS_INFO,
+              _SLOW % dict(params, total="total_exec_time", since=_SINCE))]
+    cases += [(_PSS_LOADED + " AND " + _PSS_COLUMN % column, _SLOW % dict(params, total=column, since="NULL"))
+              for column in ("total_exec_time", "total_time")]
     return Query("slow_statements", _SLOW_ABSENT, cases)

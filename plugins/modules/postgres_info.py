@@ -222,6 +222,13 @@ slow_statements:
       type: str
       returned: when available
       sample: pg_stat_statements.total_exec_time
+    since:
+      description:
+        - When the statistics were last reset (C(pg_stat_statements_info.stats_reset)); the means are cumulative
+          since then. Null on C(pg_stat_statements) older than 1.9 (PostgreSQL 14) or without the privilege to read it.
+      type: str
+      returned: when available
+      sample: "2026-11-27T00:12:03.511+00:00"
     over_threshold:
       description: Statements whose mean time is above the DatabaseSlowQueries threshold (1000 ms).
       type: int

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from ansible_collections.taskscheduler.ops.plugins.module_utils._thresholds import THRESHOLDS
 
 from lab import LAB_DIR, REPO, Lab, wait_until
 
@@ -307,6 +308,12 @@ def test_alerts_fire_for_their_cause_and_resolve(alert_lab: Lab, healthy_lab: La
         report(group, outcomes)
     errors = [e for o in outcomes for e in o.errors]
     assert not errors, "\n".join(errors)
+    # A cleared fault leaves nothing that a later diagnosis would report: pg_stat_statements means are cumulative,
+    # so a slow statement of the fault would keep postgres_info and the health check degraded.
+    slow = lab.psql("SELECT string_agg(left(query, 60), ' | ') FROM pg_stat_statements WHERE calls > 0 AND "
+                    "dbid = (SELECT oid FROM pg_database WHERE datname = current_database()) AND "
+                    f"total_exec_time / calls > {THRESHOLDS['slow_query_mean_ms_max']}")
+    assert not slow, f"statements averaging more than {THRESHOLDS['slow_query_mean_ms_max']} ms after clear: {slow}"
 
 
 def test_webhook_rejects_a_bad_token(alert_lab: Lab):

@@ -259,9 +259,13 @@ def test_queue_sql_excludes_finished_rows_and_uses_the_claim_condition():
 
 def test_slow_statements_sql_handles_both_column_names():
     q = sql.slow_statements_query(5)
-    assert [("total_exec_time" in g, "total_time'" in g) for g, _sql in q.cases] == [(True, False), (False, True)]
+    assert [("total_exec_time" in g, "total_time'" in g, "pg_stat_statements_info" in g) for g, _sql in q.cases] == [
+        (True, False, True), (True, False, False), (False, True, False)]
     assert "ORDER BY total_exec_time DESC LIMIT 5" in " ".join(q.cases[0][1].split())
-    assert "ORDER BY total_time DESC LIMIT 5" in " ".join(q.cases[1][1].split())
+    assert "'since', (SELECT stats_reset FROM pg_stat_statements_info)" in q.cases[0][1]
+    assert "ORDER BY total_exec_time DESC LIMIT 5" in " ".join(q.cases[1][1].split())
+    assert "'since', NULL" in q.cases[1][1]
+    assert "ORDER BY total_time DESC LIMIT 5" in " ".join(q.cases[2][1].split())
     assert "'available', false" in q.sql
 
 
