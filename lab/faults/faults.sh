@@ -99,15 +99,17 @@ clear_TaskSchedulerDatabaseDown() { start_service postgres; log "postgres starte
 inject_NoActiveWorkers() { stop_service worker; log "all workers stopped"; }
 clear_NoActiveWorkers() { start_service worker; log "workers started"; }
 
-# Worker health degraded: half of the running workers (at least one, never all) are stopped.
+# Worker health degraded: more than half of the running workers are stopped, never all (fewer than 50% alive, as the
+# runbook says; none alive would be NoActiveWorkers). The last one keeps running.
 inject_WorkerHealthDegraded() {
-  local ids n
+  local ids n k
   mapfile -t ids < <(containers worker)
   n=${#ids[@]}
-  ((n >= 2)) || die "WorkerHealthDegraded needs at least 2 running workers (found $n)"
-  quiet docker stop "${ids[@]:0:$((n / 2))}"
-  record_stopped "${ids[@]:0:$((n / 2))}"
-  log "stopped $((n / 2)) of $n workers"
+  k=$((n / 2 + 1))
+  ((k < n)) || die "WorkerHealthDegraded needs at least 3 running workers (found $n): set LAB_WORKERS in the lab's .env"
+  quiet docker stop "${ids[@]:0:k}"
+  record_stopped "${ids[@]:0:k}"
+  log "stopped $k of $n workers"
 }
 clear_WorkerHealthDegraded() { start_service worker; log "workers started"; }
 

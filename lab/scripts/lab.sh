@@ -40,7 +40,7 @@ ensure_env() {
   add LAB_PROMETHEUS_PORT "$((9090 + off))"
   add LAB_ALERTMANAGER_PORT "$((9093 + off))"
   add LAB_RECEIVER_PORT "$((9095 + off))"
-  add LAB_WORKERS "${LAB_WORKERS:-2}"
+  add LAB_WORKERS "${LAB_WORKERS:-3}"
   add LAB_ALERT_WEBHOOK_URL "${LAB_ALERT_WEBHOOK_URL:-http://receiver:9095/hook}"
 }
 

@@ -145,7 +145,7 @@ def test_production_thresholds_appear_in_the_expressions(rendered):
     assert f"> {d['alert_rules_slow_query_mean_ms_max']}" in exprs[("DatabaseSlowQueries", "slow_statements")]
     long_running = exprs[("DatabaseSlowQueries", "long_running_query")]
     assert f"> {d['alert_rules_long_running_query_seconds_max']}" in long_running
-    assert f"<= {d['alert_rules_workers_alive_ratio_min']}" in exprs[("WorkerHealthDegraded", None)]
+    assert f") / 2 < {d['alert_rules_workers_alive_ratio_min']}" in exprs[("WorkerHealthDegraded", None)]
     assert f"< {d['alert_rules_worker_heartbeat_window_seconds']})" in exprs[("NoActiveWorkers", None)]
     assert f"> {d['alert_rules_scheduler_stale_seconds']}" in exprs[("SchedulerOffline", None)]
 
@@ -155,7 +155,8 @@ PROMTOOL_TESTS = """
 rule_files: [lab-no-annotations.yml]
 evaluation_interval: 5s
 tests:
-  # two workers expected: both alive -> nothing; one alive -> WorkerHealthDegraded; none -> NoActiveWorkers only
+  # three workers expected: all alive or two alive (67%) -> nothing; one alive (33%) -> WorkerHealthDegraded;
+  # none -> NoActiveWorkers only
   - interval: 5s
     input_series:
       - series: 'pg_up{job="postgres"}'
@@ -164,9 +165,11 @@ tests:
         values: '1x40'
       - series: 'taskscheduler_worker_heartbeat_age_seconds{job="postgres",worker_id="b"}'
         values: '3x40'
+      - series: 'taskscheduler_worker_heartbeat_age_seconds{job="postgres",worker_id="c"}'
+        values: '1x4 20x36'
     alert_rule_test:
-      - {eval_time: 40s, alertname: WorkerHealthDegraded, exp_alerts: []}
-      - {eval_time: 40s, alertname: NoActiveWorkers, exp_alerts: []}
+      - {eval_time: 60s, alertname: WorkerHealthDegraded, exp_alerts: []}
+      - {eval_time: 60s, alertname: NoActiveWorkers, exp_alerts: []}
   - interval: 5s
     input_series:
       - series: 'pg_up{job="postgres"}'
@@ -174,6 +177,8 @@ tests:
       - series: 'taskscheduler_worker_heartbeat_age_seconds{job="postgres",worker_id="a"}'
         values: '1x40'
       - series: 'taskscheduler_worker_heartbeat_age_seconds{job="postgres",worker_id="b"}'
+        values: '1x4 20x36'
+      - series: 'taskscheduler_worker_heartbeat_age_seconds{job="postgres",worker_id="c"}'
         values: '1x4 20x36'
     alert_rule_test:
       - eval_time: 60s
