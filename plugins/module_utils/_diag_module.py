@@ -33,6 +33,7 @@ from ._probes import (
     probe_logs,
     probe_redis,
     single,
+    utc_now,
 )
 from ._verdict import Area, worst
 
@@ -198,6 +199,7 @@ def service_logs_info(params: dict[str, Any]) -> dict[str, Any]:
 def http_check(params: dict[str, Any]) -> dict[str, Any]:
     """All endpoints, whatever their area; one verdict over them."""
     started = time.monotonic()
+    checked_at = utc_now()
     settings = Settings(params)
     areas = sorted({e.get("area") or "api" for e in settings.endpoints})
     results = probe_endpoints(settings, areas)
@@ -210,6 +212,7 @@ def http_check(params: dict[str, Any]) -> dict[str, Any]:
         "error": None,
         "summary": [a.summary_line() for a in results.values()],
         "endpoints": endpoints,
+        "checked_at": checked_at,
         "duration_seconds": round(time.monotonic() - started, 3),
     }
 
@@ -217,6 +220,7 @@ def http_check(params: dict[str, Any]) -> dict[str, Any]:
 def work_queue_info(params: dict[str, Any]) -> dict[str, Any]:
     """Queue, workers, scheduler and processing from one database round trip, each as a section."""
     started = time.monotonic()
+    checked_at = utc_now()
     ctx = Context(Settings(params))
     sections = [s for s in DB_AREAS if s in params["sections"]]
     results = probe_database(ctx, sections)
@@ -225,6 +229,7 @@ def work_queue_info(params: dict[str, Any]) -> dict[str, Any]:
         status=worst(a.status for a in results.values()),
         reasons=[f"{name}: {r}" for name, a in results.items() for r in a.reasons],
         summary=[a.summary_line() for a in results.values()],
+        checked_at=checked_at,
         duration_seconds=round(time.monotonic() - started, 3),
     )
     return out

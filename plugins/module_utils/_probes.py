@@ -734,7 +734,7 @@ def probe_logs(ctx: Context) -> Area:
 def run(settings: Settings, areas: Sequence[str]) -> dict[str, Any]:
     """Probe the selected areas concurrently; the result of the system_health module."""
     started = time.monotonic()
-    checked_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    checked_at = utc_now()
     ctx = Context(settings)
     selected = [a for a in ALL_AREAS if a in areas]
     jobs: dict[str, Callable[[], Any]] = {}
@@ -790,9 +790,14 @@ def assemble(areas: dict[str, Area], checked_at: str, duration: float,
     }
 
 
+def utc_now() -> str:
+    """The `checked_at` of every diagnostic result: UTC, ISO 8601, whole seconds."""
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
 def single(area: Area, duration: float) -> dict[str, Any]:
     """Result of a one-area module: the area's figures and verdict at the top level."""
     out = area.as_dict()
-    out["checked_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    out["checked_at"] = utc_now()
     out["duration_seconds"] = round(duration, 3)
     return out

@@ -24,19 +24,9 @@ extends_documentation_fragment:
   - taskscheduler.ops.database
   - taskscheduler.ops.redis
   - taskscheduler.ops.http_options
+  - taskscheduler.ops.diagnostics
   - ansible.builtin.action_common_attributes
   - ansible.builtin.action_common_attributes.actiongroups
-attributes:
-  check_mode:
-    support: full
-    details: Only reads; the result is the same as in a normal run.
-  diff_mode:
-    support: none
-  platform:
-    platforms: posix
-  action_group:
-    support: full
-    membership: [taskscheduler.ops.diagnostics]
 options:
   include_stats:
     description:
@@ -51,10 +41,6 @@ options:
         which takes about a second.
     type: float
     default: 0.5
-notes:
-  - Accepts every connection option of the C(taskscheduler.ops.diagnostics) action group (compose project, database,
-    Redis, HTTP), using those it needs, so one C(module_defaults) entry for
-    C(group/taskscheduler.ops.diagnostics) serves all the diagnostic modules.
 seealso:
   - module: taskscheduler.ops.system_health
   - module: community.docker.docker_container_info
@@ -76,6 +62,8 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+extends_documentation_fragment:
+  - taskscheduler.ops.diagnostics
 status:
   description: Verdict, V(healthy), V(degraded), V(down) or V(unknown) (Docker unreachable).
   returned: always
@@ -103,16 +91,6 @@ summary:
   returned: always
   type: str
   sample: "containers  HEALTHY  12/12 running, 0 unhealthy, 0 restarts; cpu 9.4%, mem 251.0 MiB"
-checked_at:
-  description: When the check ran (UTC, ISO 8601).
-  returned: always
-  type: str
-  sample: "2025-01-10T09:14:03+00:00"
-duration_seconds:
-  description: Wall time of the check.
-  returned: always
-  type: float
-  sample: 1.04
 project:
   description: The compose project looked at.
   returned: success

@@ -25,19 +25,12 @@ extends_documentation_fragment:
   - taskscheduler.ops.database
   - taskscheduler.ops.redis
   - taskscheduler.ops.http_options
+  - taskscheduler.ops.diagnostics
   - ansible.builtin.action_common_attributes
   - ansible.builtin.action_common_attributes.actiongroups
 attributes:
-  check_mode:
-    support: full
-    details: Only reads; the result is the same as in a normal run.
-  diff_mode:
-    support: none
   platform:
     platforms: linux
-  action_group:
-    support: full
-    membership: [taskscheduler.ops.diagnostics]
 options:
   disk_paths:
     description:
@@ -46,10 +39,6 @@ options:
     type: list
     elements: path
     default: []
-notes:
-  - Accepts every connection option of the C(taskscheduler.ops.diagnostics) action group (compose project, database,
-    Redis, HTTP), using those it needs, so one C(module_defaults) entry for
-    C(group/taskscheduler.ops.diagnostics) serves all the diagnostic modules.
 seealso:
   - module: taskscheduler.ops.system_health
   - module: ansible.builtin.setup
@@ -67,6 +56,8 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+extends_documentation_fragment:
+  - taskscheduler.ops.diagnostics
 status:
   description: Verdict, V(healthy) or V(degraded).
   returned: always
@@ -94,16 +85,6 @@ summary:
   returned: always
   type: str
   sample: "host        HEALTHY  lowest disk / 30% free, memory 7% used of 23.5 GiB, load 0.41 on 2 cpus"
-checked_at:
-  description: When the check ran (UTC, ISO 8601).
-  returned: always
-  type: str
-  sample: "2025-01-10T09:14:03+00:00"
-duration_seconds:
-  description: Wall time of the check.
-  returned: always
-  type: float
-  sample: 0.01
 disks:
   description: One entry per file system.
   returned: always

@@ -25,19 +25,12 @@ extends_documentation_fragment:
   - taskscheduler.ops.database
   - taskscheduler.ops.redis
   - taskscheduler.ops.http_options
+  - taskscheduler.ops.diagnostics
   - ansible.builtin.action_common_attributes
   - ansible.builtin.action_common_attributes.actiongroups
 attributes:
   check_mode:
-    support: full
     details: Only sends the configured requests (GET); the result is the same as in a normal run.
-  diff_mode:
-    support: none
-  platform:
-    platforms: posix
-  action_group:
-    support: full
-    membership: [taskscheduler.ops.diagnostics]
 options:
   endpoints:
     description:
@@ -88,10 +81,6 @@ options:
       - Seconds between the requests of one endpoint.
     type: float
     default: 0
-notes:
-  - Accepts every connection option of the C(taskscheduler.ops.diagnostics) action group (compose project, database,
-    Redis, HTTP), using those it needs, so one C(module_defaults) entry for
-    C(group/taskscheduler.ops.diagnostics) serves all the diagnostic modules.
 seealso:
   - module: taskscheduler.ops.system_health
   - module: ansible.builtin.uri
@@ -122,6 +111,8 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+extends_documentation_fragment:
+  - taskscheduler.ops.diagnostics
 status:
   description: Worst verdict of the endpoints, V(healthy), V(degraded) or V(down) (V(skipped) if none configured).
   returned: always
@@ -150,11 +141,6 @@ summary:
   type: list
   elements: str
   sample: ["api         HEALTHY  api /health 200 (0.002s), api /health/ready 200 (0.004s)"]
-duration_seconds:
-  description: Wall time of the check.
-  returned: always
-  type: float
-  sample: 0.02
 endpoints:
   description: One entry per endpoint.
   returned: always

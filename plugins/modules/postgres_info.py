@@ -26,19 +26,12 @@ extends_documentation_fragment:
   - taskscheduler.ops.database
   - taskscheduler.ops.redis
   - taskscheduler.ops.http_options
+  - taskscheduler.ops.diagnostics
   - ansible.builtin.action_common_attributes
   - ansible.builtin.action_common_attributes.actiongroups
 attributes:
   check_mode:
-    support: full
     details: Only reads, in a read-only session; the result is the same as in a normal run.
-  diff_mode:
-    support: none
-  platform:
-    platforms: posix
-  action_group:
-    support: full
-    membership: [taskscheduler.ops.diagnostics]
 options:
   slow_statements:
     description:
@@ -46,10 +39,6 @@ options:
         (V(0) = none).
     type: int
     default: 5
-notes:
-  - Accepts every connection option of the C(taskscheduler.ops.diagnostics) action group (compose project, database,
-    Redis, HTTP), using those it needs, so one C(module_defaults) entry for
-    C(group/taskscheduler.ops.diagnostics) serves all the diagnostic modules.
 seealso:
   - module: taskscheduler.ops.system_health
   - module: taskscheduler.ops.work_queue_info
@@ -76,6 +65,8 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+extends_documentation_fragment:
+  - taskscheduler.ops.diagnostics
 status:
   description: Verdict, V(healthy), V(degraded) or V(down) (V(unknown) when Docker could not be asked).
   returned: always
@@ -103,16 +94,6 @@ summary:
   returned: always
   type: str
   sample: "postgres    HEALTHY  PostgreSQL 15.18, 9.2 MiB, 8/100 connections (7 idle, 1 active), 12 active tasks"
-checked_at:
-  description: When the check ran (UTC, ISO 8601).
-  returned: always
-  type: str
-  sample: "2025-01-10T09:14:03+00:00"
-duration_seconds:
-  description: Wall time of the check.
-  returned: always
-  type: float
-  sample: 0.15
 reachable:
   description: Whether a session could be opened (C(pg_isready)).
   returned: always

@@ -22,23 +22,12 @@ extends_documentation_fragment:
   - taskscheduler.ops.database
   - taskscheduler.ops.redis
   - taskscheduler.ops.http_options
+  - taskscheduler.ops.diagnostics
   - ansible.builtin.action_common_attributes
   - ansible.builtin.action_common_attributes.actiongroups
 attributes:
   check_mode:
-    support: full
     details: Only sends C(PING) and C(INFO); the result is the same as in a normal run.
-  diff_mode:
-    support: none
-  platform:
-    platforms: posix
-  action_group:
-    support: full
-    membership: [taskscheduler.ops.diagnostics]
-notes:
-  - Accepts every connection option of the C(taskscheduler.ops.diagnostics) action group (compose project, database,
-    Redis, HTTP), using those it needs, so one C(module_defaults) entry for
-    C(group/taskscheduler.ops.diagnostics) serves all the diagnostic modules.
 seealso:
   - module: taskscheduler.ops.system_health
   - module: community.general.redis_info
@@ -58,6 +47,8 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+extends_documentation_fragment:
+  - taskscheduler.ops.diagnostics
 status:
   description: Verdict, V(healthy), V(degraded) or V(down) (V(unknown) when Docker could not be asked).
   returned: always
@@ -85,16 +76,6 @@ summary:
   returned: always
   type: str
   sample: "redis       HEALTHY  PONG, Redis 7.0.15, db0 2 keys, 1.1 MiB used"
-checked_at:
-  description: When the check ran (UTC, ISO 8601).
-  returned: always
-  type: str
-  sample: "2025-01-10T09:14:03+00:00"
-duration_seconds:
-  description: Wall time of the check.
-  returned: always
-  type: float
-  sample: 0.12
 ping:
   description: V(PONG), or null when Redis did not answer.
   returned: always

@@ -22,19 +22,9 @@ extends_documentation_fragment:
   - taskscheduler.ops.database
   - taskscheduler.ops.redis
   - taskscheduler.ops.http_options
+  - taskscheduler.ops.diagnostics
   - ansible.builtin.action_common_attributes
   - ansible.builtin.action_common_attributes.actiongroups
-attributes:
-  check_mode:
-    support: full
-    details: Only reads; the result is the same as in a normal run.
-  diff_mode:
-    support: none
-  platform:
-    platforms: posix
-  action_group:
-    support: full
-    membership: [taskscheduler.ops.diagnostics]
 options:
   log_since:
     description:
@@ -61,10 +51,6 @@ options:
       - Python regular expression of the lines reported.
     type: str
     default: \b(ERROR|FATAL|CRITICAL|PANIC)\b
-notes:
-  - Accepts every connection option of the C(taskscheduler.ops.diagnostics) action group (compose project, database,
-    Redis, HTTP), using those it needs, so one C(module_defaults) entry for
-    C(group/taskscheduler.ops.diagnostics) serves all the diagnostic modules.
 seealso:
   - module: taskscheduler.ops.system_health
   - module: taskscheduler.ops.container_info
@@ -87,6 +73,8 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+extends_documentation_fragment:
+  - taskscheduler.ops.diagnostics
 status:
   description: V(healthy), or V(unknown) when no log could be read.
   returned: always
@@ -114,16 +102,6 @@ summary:
   returned: always
   type: str
   sample: "logs        HEALTHY  3 error lines in the last 15m (tsops-postgres-1 3)"
-checked_at:
-  description: When the check ran (UTC, ISO 8601).
-  returned: always
-  type: str
-  sample: "2025-01-10T09:14:03+00:00"
-duration_seconds:
-  description: Wall time of the check.
-  returned: always
-  type: float
-  sample: 0.05
 since_seconds:
   description: O(log_since) in seconds.
   returned: success

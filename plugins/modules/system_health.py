@@ -38,19 +38,9 @@ extends_documentation_fragment:
   - taskscheduler.ops.database
   - taskscheduler.ops.redis
   - taskscheduler.ops.http_options
+  - taskscheduler.ops.diagnostics
   - ansible.builtin.action_common_attributes
   - ansible.builtin.action_common_attributes.actiongroups
-attributes:
-  check_mode:
-    support: full
-    details: Only reads; the result is the same as in a normal run.
-  diff_mode:
-    support: none
-  platform:
-    platforms: posix
-  action_group:
-    support: full
-    membership: [taskscheduler.ops.diagnostics]
 options:
   areas:
     description:
@@ -190,9 +180,6 @@ options:
     elements: path
     default: []
 notes:
-  - Accepts every connection option of the C(taskscheduler.ops.diagnostics) action group (compose project, database,
-    Redis, HTTP), using those it needs, so one C(module_defaults) entry for
-    C(group/taskscheduler.ops.diagnostics) serves all the diagnostic modules.
   - Thresholds are the collection's canonical ones (the same as its alert rules), not options.
   - Log lines are evidence, not a verdict; the V(logs) area is V(healthy) unless no log could be read.
 seealso:
@@ -252,6 +239,8 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+extends_documentation_fragment:
+  - taskscheduler.ops.diagnostics
 status:
   description: Overall verdict, the worst of the areas (skipped < healthy < unknown < degraded < down).
   returned: always
@@ -262,11 +251,6 @@ checked_at:
   returned: always
   type: str
   sample: "2025-01-10T09:14:03+00:00"
-duration_seconds:
-  description: Wall time of the check.
-  returned: always
-  type: float
-  sample: 1.08
 timings:
   description: Wall time of each probe (C(containers), C(endpoints), C(database), C(redis), C(host), C(logs)).
   returned: always

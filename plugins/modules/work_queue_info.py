@@ -31,19 +31,12 @@ extends_documentation_fragment:
   - taskscheduler.ops.database
   - taskscheduler.ops.redis
   - taskscheduler.ops.http_options
+  - taskscheduler.ops.diagnostics
   - ansible.builtin.action_common_attributes
   - ansible.builtin.action_common_attributes.actiongroups
 attributes:
   check_mode:
-    support: full
     details: Only reads, in a read-only session; the result is the same as in a normal run.
-  diff_mode:
-    support: none
-  platform:
-    platforms: posix
-  action_group:
-    support: full
-    membership: [taskscheduler.ops.diagnostics]
 options:
   sections:
     description:
@@ -62,10 +55,6 @@ options:
       - Minutes reported in RV(processing.per_minute).
     type: int
     default: 10
-notes:
-  - Accepts every connection option of the C(taskscheduler.ops.diagnostics) action group (compose project, database,
-    Redis, HTTP), using those it needs, so one C(module_defaults) entry for
-    C(group/taskscheduler.ops.diagnostics) serves all the diagnostic modules.
 seealso:
   - module: taskscheduler.ops.system_health
   - module: taskscheduler.ops.postgres_info
@@ -93,6 +82,8 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+extends_documentation_fragment:
+  - taskscheduler.ops.diagnostics
 status:
   description: Worst verdict of the sections.
   returned: always
@@ -110,11 +101,6 @@ summary:
   type: list
   elements: str
   sample: ["queue       HEALTHY  due now 0, locked 2, future 0, retry 0, oldest pending 0s"]
-duration_seconds:
-  description: Wall time of the check.
-  returned: always
-  type: float
-  sample: 0.14
 queue:
   description: The work queue (C(due_work)); with C(status), C(reasons), C(notes), C(error) and C(summary) like
     every section.

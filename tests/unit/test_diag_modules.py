@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +18,7 @@ from ansible.module_utils.testing import patch_module_args
 from ansible_collections.taskscheduler.ops.plugins.module_utils import _diag_module, _probes
 from ansible_collections.taskscheduler.ops.plugins.module_utils._verdict import DOWN, Area
 
+REPO = Path(__file__).resolve().parents[2]
 MODULES = ["system_health", "container_info", "http_check", "postgres_info", "redis_info", "work_queue_info",
            "host_resources_info", "service_logs_info"]
 FRAGMENTS = {"taskscheduler.ops.compose": "compose", "taskscheduler.ops.database": "database",
@@ -41,13 +46,37 @@ def run_main(module, args: dict[str, Any], monkeypatch, capsys) -> dict[str, Any
     return json.loads(capsys.readouterr().out)
 
 
+@pytest.fixture(scope="module")
+def rendered_docs(tmp_path_factory) -> dict[str, Any]:
+    """The modules' documentation as ansible-doc renders it, doc fragments (options, attributes, notes, RETURN)
+    merged."""
+    base = tmp_path_factory.mktemp("docs")
+    link = base / "ansible_collections" / "taskscheduler" / "ops"
+    link.parent.mkdir(parents=True)
+    link.symlink_to(REPO, target_is_directory=True)
+    ansible_doc = shutil.which("ansible-doc") or str(Path(sys.executable).parent / "ansible-doc")
+    proc = subprocess.run([ansible_doc, "--json", "-t", "module", *[f"taskscheduler.ops.{m}" for m in MODULES]],
+                          env=dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(base), ANSIBLE_NOCOLOR="1"),
+                          capture_output=True, text=True, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return {name.rsplit(".", 1)[1]: value for name, value in json.loads(proc.stdout).items()}
+
+
 @pytest.mark.parametrize("name", MODULES)
-def test_documentation_is_complete(name):
+def test_documentation_is_complete(name, rendered_docs):
     module = load(name)
-    doc = yaml.safe_load(module.DOCUMENTATION)
+    doc = rendered_docs[name]["doc"]
+    returns = rendered_docs[name]["return"]
     assert doc["module"] == name and doc["version_added"] == "0.1.0"
+    # from the diagnostics fragment, or the module's own where it differs
     assert doc["attributes"]["check_mode"]["support"] == "full"
+    assert doc["attributes"]["check_mode"]["details"].endswith("the result is the same as in a normal run.")
+    assert doc["attributes"]["check_mode"]["description"]  # from ansible.builtin.action_common_attributes
     assert doc["attributes"]["action_group"]["membership"] == ["taskscheduler.ops.diagnostics"]
+    assert doc["attributes"]["diff_mode"]["support"] == "none"
+    assert doc["attributes"]["platform"]["platforms"] == ("linux" if name == "host_resources_info" else "posix")
+    assert any("group/taskscheduler.ops.diagnostics" in note for note in doc["notes"])
+    assert {"status", "checked_at", "duration_seconds"} <= set(returns), sorted(returns)
     assert yaml.safe_load(module.EXAMPLES) and yaml.safe_load(module.RETURN)["status"]
     tasks = yaml.safe_load(module.EXAMPLES)
     for task in tasks + [t for block in tasks for t in block.get("block", [])]:
@@ -131,4 +160,5 @@ def test_work_queue_sections(monkeypatch, capsys):
     monkeypatch.setattr(_diag_module, "probe_database", database)
     out = run_main(load("work_queue_info"), {"sections": ["workers", "queue"]}, monkeypatch, capsys)
     assert out["status"] == DOWN and set(out) >= {"queue", "workers"} and "processing" not in out
+    assert out["checked_at"].endswith("+00:00") and out["duration_seconds"] >= 0
     assert out["reasons"] == ["workers: no worker heartbeat within 120s"]
