@@ -16,6 +16,7 @@ Entry types: ``open``, ``action``, ``notification``, ``escalation``, ``close``, 
 
 from __future__ import annotations
 
+import datetime as _dt
 import errno
 import fcntl
 import json
@@ -33,6 +34,7 @@ from ._incident_policy import (
     escalation_step,
     human_duration,
     iso,
+    merged_matrix,
     next_update_at,
     normalize_severity,
     now_utc,
@@ -735,10 +737,6 @@ def notice_context(
     escalation step when the event is an escalation)."""
     if event not in EVENTS:
         raise IncidentError(f"notice event {event!r}: expected one of {', '.join(EVENTS)}")
-    import datetime as _dt
-
-    from ._incident_policy import merged_matrix
-
     current = parse_time(now, "now") if now is not None else now_utc()
     severity = summary.get("severity", "P3")
     row = merged_matrix(matrix).get(severity) or {}
@@ -827,8 +825,6 @@ def status_page(
 ) -> dict[str, Any]:
     """The public view of incident summaries: status per service, open incidents with their latest update, and
     the incidents resolved in the last ``history_days`` days. Nothing internal (commander, bridge, hosts)."""
-    import datetime as _dt
-
     current = parse_time(now, "now") if now is not None else now_utc()
     since = current - _dt.timedelta(days=history_days)
     open_incidents, history = [], []
@@ -877,14 +873,10 @@ def status_page(
 def update_due(summary: Mapping[str, Any], now: Any = None, matrix: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Whether the next stakeholder update is due: ``update_minutes`` of the severity (P0 15, P1 30, ...) after the
     last delivered notice (or the opening). Closed incidents never are."""
-    import datetime as _dt
-
-    from ._incident_policy import merged_matrix
-
     current = parse_time(now, "now") if now is not None else now_utc()
-    minutes = (merged_matrix(matrix).get(summary.get("severity")) or {}).get("update_minutes")
+    severity = summary["severity"]
     last = parse_time(summary.get("last_notified_at") or summary["acknowledged_at"])
-    next_at = last + _dt.timedelta(minutes=minutes) if minutes else None
-    due = bool(next_at and summary.get("state") == "open" and current >= next_at)
-    return {"due": due, "last_at": iso(last), "next_at": iso(next_at) if next_at else None,
-            "update_minutes": minutes}
+    next_at = next_update_at(severity, last, matrix)
+    due = bool(next_at and summary.get("state") == "open" and current >= parse_time(next_at))
+    return {"due": due, "last_at": iso(last), "next_at": next_at,
+            "update_minutes": (merged_matrix(matrix).get(severity) or {}).get("update_minutes")}
