@@ -200,18 +200,19 @@ SQL
 
 # Database slow queries: an expensive statement (a sort and distinct count of 500,000 hashes, about 1.6 s of CPU)
 # run again and again with a 1 s pause, for FAULT_SECONDS at most; each is capped by statement_timeout.
+# slow_sql N: that statement over N hashes; slow_sql alone: its text up to the range, for finding its statistics.
+slow_sql() { printf 'SELECT count(DISTINCT h) FROM (SELECT md5(g::text) AS h FROM generate_series(%s' "${1:+1, $1) g) s}"; }
 inject_DatabaseSlowQueries() {
   local pg
   pg=$(container postgres)
   # The same statement, run once on a tiny range first (pg_stat_statements normalises the constants away), exists
   # already when the first expensive run completes, as a report query that ran before would: its counters then
   # increase at once instead of first appearing.
-  docker exec "$pg" psql -X -q -U orchestrator -d orchestrator -c \
-    "SELECT count(DISTINCT h) FROM (SELECT md5(g::text) AS h FROM generate_series(1, 1) g) s" >/dev/null
+  docker exec "$pg" psql -X -q -U orchestrator -d orchestrator -c "$(slow_sql 1)" >/dev/null
   docker exec -d "$pg" timeout "$FAULT_SECONDS" sh -c "while :; do
     PGAPPNAME=$MARK-DatabaseSlowQueries psql -X -q -U orchestrator -d orchestrator -c \"SET work_mem = '64MB'\" \
       -c \"SET statement_timeout = '120s'\" \
-      -c \"SELECT count(DISTINCT h) FROM (SELECT md5(g::text) AS h FROM generate_series(1, 500000) g) s\" >/dev/null
+      -c \"$(slow_sql 500000)\" >/dev/null
     sleep 1
   done; : $MARK-DatabaseSlowQueries"
   log "expensive statements running for at most ${FAULT_SECONDS}s"
@@ -226,7 +227,7 @@ clear_DatabaseSlowQueries() {
   # (postgres_info, health_check) although nothing runs it any more. Its entry, and only that one, is reset, as an
   # operator resets the statistics of a statement once its cause is gone.
   psql_su >/dev/null -c "SELECT pg_stat_statements_reset(0, 0, queryid) FROM pg_stat_statements
-    WHERE query LIKE 'SELECT count(DISTINCT h) FROM (SELECT md5(g::text) AS h FROM generate_series(%'" || true
+    WHERE query LIKE '$(slow_sql)%'" || true
   log "expensive statements stopped, their statistics reset"
 }
 
