@@ -511,16 +511,17 @@ def evaluate_workers(result: Result, expected: int | None, dead: dict[str, str] 
     w = dict(result.data)
     alive = int(w.get("alive") or 0)
     window = w.get("window_seconds")
+    dead = dead or {}
     ghosts = []
     for worker in w.get("workers") or []:
-        state = (dead or {}).get(worker.get("hostname") or "") or (dead or {}).get(worker.get("worker_id") or "")
+        state = dead.get(worker.get("hostname") or "") or dead.get(worker.get("worker_id") or "")
         if worker.get("alive") and state:
             worker.update(alive=False, container_state=state)
             ghosts.append(worker["worker_id"])
     if ghosts:
+        w["heartbeat_alive"] = alive
         alive -= len(ghosts)
         w["alive"] = alive
-        w["heartbeat_alive"] = alive + len(ghosts)
         area.note(f"{len(ghosts)} heartbeats within the window come from containers that are not running "
                   f"({', '.join(ghosts)}): not counted as alive")
     w["expected"] = expected
