@@ -10,6 +10,16 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 
 from lab import Lab
+from skip_policy import register
+
+HERE = Path(__file__).parent
+# The one list of integration skips that may happen under CI=true (tests/integration/README.md, "Skips").
+ALLOWED_SKIPS = HERE / "allowed_skips.yml"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if not config.pluginmanager.has_plugin("tsops-skip-policy"):
+        register(config, HERE, ALLOWED_SKIPS)
 
 
 def pytest_collection_modifyitems(items):
