@@ -9,8 +9,9 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from lab import Lab
 from skip_policy import register
+
+from lab import Lab
 
 HERE = Path(__file__).parent
 # The one list of integration skips that may happen under CI=true (tests/integration/README.md, "Skips").

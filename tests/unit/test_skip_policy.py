@@ -135,7 +135,7 @@ def test_skips_outside_the_directory_are_not_judged(project: pytest.Pytester, mo
     result.stdout.no_fnmatch_line("*skip policy*")
 
 
-@pytest.mark.parametrize(("content", "error"), [
+@pytest.mark.parametrize("content, error", [
     ("{test: x}", "must hold a list"),
     ("- just a string", "entry 1 is not a mapping"),
     ("- {test: 'a::b', message: 'x'}", "entry 1 needs a non-empty string `reason`"),
@@ -157,7 +157,7 @@ def test_the_committed_list_loads_and_every_entry_names_an_existing_test_file():
         assert (repo / entry.test.split("::")[0]).is_file(), entry
 
 
-@pytest.mark.parametrize(("value", "strict"), [("true", True), ("TRUE", True), ("1", True), ("yes", True),
+@pytest.mark.parametrize("value, strict", [("true", True), ("TRUE", True), ("1", True), ("yes", True),
                                                ("", False), ("false", False), ("0", False)])
 def test_ci_values(value: str, strict: bool):
     assert skip_policy.strict_from_env({"CI": value}) is strict
