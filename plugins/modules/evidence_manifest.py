@@ -16,7 +16,11 @@ description:
     versions, and per file its SHA-256, size and modification time), and made read-only.
   - Files added later are appended to the manifest. A file whose content no longer matches its recorded hash makes
     the module fail (evidence must not change), and nothing is rewritten.
-  - O(state=verified) only checks every recorded hash and reports mismatches and missing files.
+  - Files with a temporary suffix (O(temporary_suffixes), e.g. a capture still being written or left by an
+    interrupted run) are never sealed; they are reported in RV(skipped).
+  - O(state=verified) only checks every recorded hash and reports mismatches and missing files. With O(expected) it
+    checks the files against hashes kept elsewhere (the control node's copy in the incident record) as well, so that
+    evidence rewritten together with its manifest on the same host is caught.
 author:
   - Taskscheduler Ops Team (@taskscheduler-ops)
 attributes:
@@ -57,6 +61,19 @@ options:
     description: Make sealed files and the manifests read-only (C(0444)).
     type: bool
     default: true
+  temporary_suffixes:
+    description: File name endings of temporary files, never sealed (O(state=present)).
+    type: list
+    elements: str
+    default: [.part, .partial, .tmp, .incomplete]
+    version_added: 0.2.0
+  expected:
+    description:
+      - O(state=verified) only. Hashes kept apart from this host, as a list of C({name, sha256}) (the RV(files) of
+        an earlier run, e.g. from the incident record on the control node) or a dict of name to SHA-256. Every file
+        named must exist with that hash, and the host's manifest must record the same hash.
+    type: raw
+    version_added: 0.2.0
 """
 
 EXAMPLES = r"""
@@ -72,6 +89,12 @@ EXAMPLES = r"""
   taskscheduler.ops.evidence_manifest:
     path: /var/lib/tsops/evidence/INC-20261126-211500-securitybreach
     state: verified
+
+- name: Prove it against the hashes kept on the control node (the seal's files in the incident record)
+  taskscheduler.ops.evidence_manifest:
+    path: /var/lib/tsops/evidence/INC-20261126-211500-securitybreach
+    state: verified
+    expected: "{{ seal_entry.details.files }}"
 """
 
 RETURN = r"""
@@ -99,6 +122,18 @@ manifest:
   description: Path of C(manifest.json).
   returned: always
   type: str
+skipped:
+  description: Files left out because of a temporary suffix (never sealed).
+  returned: O(state=present)
+  type: list
+  elements: str
+  version_added: 0.2.0
+unrecorded:
+  description: Files named in O(expected) that the host's manifest does not record, or records with another hash.
+  returned: when O(expected) is given
+  type: list
+  elements: str
+  version_added: 0.2.0
 """
 
 import hashlib
@@ -106,12 +141,19 @@ import json
 import os
 import socket
 import stat
+from collections.abc import Mapping
 from datetime import datetime, timezone
+from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule
 
 MANIFEST_JSON = "manifest.json"
 MANIFEST_SUM = "MANIFEST.sha256"
+TEMPORARY_SUFFIXES = [".part", ".partial", ".tmp", ".incomplete"]
+
+
+class EvidenceError(ValueError):
+    """Bad input: reported with fail_json, never a traceback."""
 
 
 def utc(ts: float) -> str:
@@ -124,6 +166,10 @@ def sha256(path: str) -> str:
         for block in iter(lambda: fh.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def is_temporary(name: str, suffixes: list[str]) -> bool:
+    return any(name.endswith(s) for s in suffixes if s)
 
 
 def evidence_files(root: str) -> list[str]:
@@ -140,8 +186,67 @@ def load(root: str) -> dict:
     path = os.path.join(root, MANIFEST_JSON)
     if not os.path.exists(path):
         return {}
-    with open(path, encoding="utf-8") as fh:
-        return json.load(fh)
+    try:
+        with open(path, encoding="utf-8") as fh:
+            doc = json.load(fh)
+    except (OSError, ValueError) as exc:
+        raise EvidenceError(f"{path} cannot be read as a manifest ({exc}); nothing was rewritten") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("files", []), list) or not all(
+            isinstance(f, dict) and isinstance(f.get("name"), str) and isinstance(f.get("sha256"), str)
+            for f in doc.get("files", [])):
+        raise EvidenceError(f"{path} is not a manifest (files must be a list of {{name, sha256}}); nothing was "
+                            "rewritten")
+    return doc
+
+
+def normalize_expected(expected: Any) -> dict[str, str]:
+    """name -> sha256 from a dict, or a list of {name, sha256} (the module's own ``files``)."""
+    if expected in (None, "", [], {}):
+        return {}
+    if isinstance(expected, Mapping):
+        pairs = list(expected.items())
+    elif isinstance(expected, list):
+        pairs = []
+        for item in expected:
+            if not isinstance(item, Mapping) or "name" not in item or "sha256" not in item:
+                raise EvidenceError(f"expected: every entry needs name and sha256, got {item!r}"[:300])
+            pairs.append((item["name"], item["sha256"]))
+    else:
+        raise EvidenceError(f"expected: a list of {{name, sha256}} or a dict of name to SHA-256, got "
+                            f"{type(expected).__name__}")
+    out = {}
+    for name, digest in pairs:
+        text = str(digest).strip().lower()
+        if not isinstance(name, str) or not name or len(text) != 64 or any(c not in "0123456789abcdef" for c in text):
+            raise EvidenceError(f"expected: {name!r} needs a SHA-256 (64 hex digits), got {digest!r}"[:300])
+        out[name] = text
+    return out
+
+
+def evaluate_recorded(recorded: dict[str, str], actual: dict[str, str | None]) -> tuple[list[str], list[str]]:
+    """(mismatched, missing): recorded name -> hash against actual name -> hash (None: the file is gone)."""
+    mismatched = sorted(n for n, h in recorded.items() if actual.get(n) is not None and actual[n] != h)
+    missing = sorted(n for n in recorded if actual.get(n) is None)
+    return mismatched, missing
+
+
+def evaluate_unrecorded(expected: dict[str, str], recorded: dict[str, str]) -> list[str]:
+    """Files the control node knows that the host's manifest does not record with the same hash."""
+    return sorted(n for n, h in expected.items() if recorded.get(n) != h)
+
+
+def evaluate_new(on_disk: list[str], recorded: dict[str, Any], suffixes: list[str]) -> tuple[list[str], list[str]]:
+    """(to seal, skipped): files not in the manifest yet, and those left out for a temporary suffix."""
+    new = [n for n in on_disk if n not in recorded]
+    return [n for n in new if not is_temporary(n, suffixes)], [n for n in new if is_temporary(n, suffixes)]
+
+
+def probe_hashes(root: str, names: list[str]) -> dict[str, str | None]:
+    out: dict[str, str | None] = {}
+    for name in names:
+        full = os.path.join(root, name)
+        out[name] = sha256(full) if os.path.isfile(full) else None
+    return out
 
 
 def write_readonly(path: str, text: str, readonly: bool) -> None:
@@ -155,45 +260,45 @@ def write_readonly(path: str, text: str, readonly: bool) -> None:
         os.chmod(path, 0o444)
 
 
-def main() -> None:
-    module = AnsibleModule(
-        argument_spec=dict(
-            path=dict(type="path", required=True),
-            state=dict(type="str", choices=["present", "verified"], default="present"),
-            incident_id=dict(type="str"),
-            collector=dict(type="str", default="taskscheduler.ops"),
-            host=dict(type="str"),
-            tool_versions=dict(type="dict", default={}),
-            readonly=dict(type="bool", default=True),
-        ),
-        supports_check_mode=True,
-    )
-    p = module.params
-    root = p["path"]
-    if not os.path.isdir(root):
-        module.fail_json(msg=f"evidence directory {root} does not exist")
-    manifest = load(root)
+def verify(module: AnsibleModule, root: str, manifest: dict, expected: dict[str, str]) -> None:
     recorded = {f["name"]: f for f in manifest.get("files", [])}
-    mismatched, missing = [], []
-    for name, entry in recorded.items():
-        full = os.path.join(root, name)
-        if not os.path.exists(full):
-            missing.append(name)
-        elif sha256(full) != entry["sha256"]:
-            mismatched.append(name)
-    result = dict(changed=False, manifest=os.path.join(root, MANIFEST_JSON), mismatched=mismatched, missing=missing)
-    if p["state"] == "verified":
-        if not manifest:
-            module.fail_json(msg=f"no {MANIFEST_JSON} in {root}: the evidence was never sealed", **result)
-        result["files"] = list(recorded.values())
-        if mismatched or missing:
-            module.fail_json(msg=f"evidence in {root} does not match its manifest: changed {mismatched}, "
-                                 f"missing {missing}", **result)
-        module.exit_json(**result)
+    hashes = {n: f["sha256"] for n, f in recorded.items()}
+    actual = probe_hashes(root, sorted(set(hashes) | set(expected)))
+    mismatched, missing = evaluate_recorded(hashes, actual)
+    result: dict[str, Any] = dict(changed=False, manifest=os.path.join(root, MANIFEST_JSON),
+                                  files=list(recorded.values()))
+    problems = []
+    if expected:
+        bad, gone = evaluate_recorded(expected, actual)
+        mismatched, missing = sorted(set(mismatched) | set(bad)), sorted(set(missing) | set(gone))
+        result["unrecorded"] = evaluate_unrecorded(expected, hashes)
+        if result["unrecorded"]:
+            problems.append(f"the manifest on this host disagrees with the hashes kept on the control node for "
+                            f"{result['unrecorded']}")
+    result.update(mismatched=mismatched, missing=missing)
+    if not manifest:
+        module.fail_json(msg=f"no {MANIFEST_JSON} in {root}: the evidence was never sealed", **result)
+    if mismatched or missing:
+        problems.insert(0, f"changed {mismatched}, missing {missing}")
+    if problems:
+        module.fail_json(msg=f"evidence in {root} does not match "
+                             f"{'the hashes kept on the control node and ' if expected else ''}its manifest: "
+                             + "; ".join(problems), **result)
+    module.exit_json(**result)
+
+
+def seal(module: AnsibleModule, root: str, manifest: dict) -> None:
+    p = module.params
+    recorded = {f["name"]: f for f in manifest.get("files", [])}
+    mismatched, missing = evaluate_recorded({n: f["sha256"] for n, f in recorded.items()},
+                                            probe_hashes(root, sorted(recorded)))
+    result: dict[str, Any] = dict(changed=False, manifest=os.path.join(root, MANIFEST_JSON), mismatched=mismatched,
+                                  missing=missing)
+    added, skipped = evaluate_new(evidence_files(root), recorded, p["temporary_suffixes"])
+    result["skipped"] = skipped
     if mismatched or missing:
         module.fail_json(msg=f"evidence in {root} changed since it was sealed (changed {mismatched}, missing "
                              f"{missing}); nothing was rewritten", **result)
-    added = [n for n in evidence_files(root) if n not in recorded]
     now = datetime.now(timezone.utc).timestamp()
     for name in added:
         full = os.path.join(root, name)
@@ -227,6 +332,37 @@ def main() -> None:
     except OSError as exc:
         module.fail_json(msg=f"could not seal {root}: {exc}", **result)
     module.exit_json(**result)
+
+
+def main() -> None:
+    module = AnsibleModule(
+        argument_spec=dict(
+            path=dict(type="path", required=True),
+            state=dict(type="str", choices=["present", "verified"], default="present"),
+            incident_id=dict(type="str"),
+            collector=dict(type="str", default="taskscheduler.ops"),
+            host=dict(type="str"),
+            tool_versions=dict(type="dict", default={}),
+            readonly=dict(type="bool", default=True),
+            temporary_suffixes=dict(type="list", elements="str", default=list(TEMPORARY_SUFFIXES)),
+            expected=dict(type="raw"),
+        ),
+        supports_check_mode=True,
+    )
+    p = module.params
+    root = p["path"]
+    if not os.path.isdir(root):
+        module.fail_json(msg=f"evidence directory {root} does not exist")
+    try:
+        if p["expected"] not in (None, "", [], {}) and p["state"] != "verified":
+            raise EvidenceError("expected is for state=verified only")
+        expected = normalize_expected(p["expected"])
+        manifest = load(root)
+    except EvidenceError as exc:
+        module.fail_json(msg=str(exc))
+    if p["state"] == "verified":
+        verify(module, root, manifest, expected)
+    seal(module, root, manifest)
 
 
 if __name__ == "__main__":
