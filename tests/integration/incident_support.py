@@ -5,7 +5,7 @@
 * ``HTTPReceiver``: an HTTP server on 127.0.0.1 (random free port) that stores every request and answers with a
   status code the test chooses per path (Slack-compatible webhook, SMS/phone gateway).
 * ``SMTPSink``: a real SMTP server (aiosmtpd) on 127.0.0.1 (random free port) that keeps each message.
-* ``alertmanager_url()``: the lab's Alertmanager, or a skip naming why it is not there.
+* ``alertmanager_url()``: the lab's Alertmanager, or a failure naming why it is not there.
 """
 
 from __future__ import annotations
@@ -26,6 +26,8 @@ from typing import Any
 
 import pytest
 import yaml
+
+from lab import Lab
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -191,9 +193,11 @@ def free_port() -> int:
 
 # ------------------------------------------------------------------------------------------------ Alertmanager
 def alertmanager_url() -> str:
-    """The lab's Alertmanager (LAB_ALERTMANAGER_PORT from lab/.env, default 9093), or skip saying why."""
+    """The lab's Alertmanager (LAB_ALERTMANAGER_PORT from the LAB_INSTANCE lab's .env, default 9093), or fail saying
+    why: integration tests run against a lab that is up (`make integration` starts it), so a missing Alertmanager is
+    a failure, never a skip (tests/integration/README.md, "Skips")."""
     port = "9093"
-    env_file = REPO / "lab" / ".env"
+    env_file = Lab().env_file
     if env_file.exists():
         for line in env_file.read_text().splitlines():
             if line.startswith("LAB_ALERTMANAGER_PORT="):
@@ -203,7 +207,7 @@ def alertmanager_url() -> str:
         with urllib.request.urlopen(url + "/api/v2/status", timeout=3) as resp:
             json.loads(resp.read())
     except (OSError, ValueError) as exc:
-        pytest.skip(f"the lab's Alertmanager is not up at {url} ({exc}); `make lab-up` or `make integration` "
+        pytest.fail(f"the lab's Alertmanager is not up at {url} ({exc}); `make lab-up` or `make integration` "
                     "starts it")
     return url
 

@@ -162,3 +162,21 @@ def test_the_committed_list_loads_and_every_entry_names_an_existing_test_file():
 def test_ci_values(value: str, strict: bool):
     assert skip_policy.strict_from_env({"CI": value}) is strict
     assert skip_policy.strict_from_env({}) is False
+
+
+def test_alertmanager_down_is_a_failure_not_a_skip(monkeypatch: pytest.MonkeyPatch):
+    """incident_support.alertmanager_url(): under the integration gate the lab is up, so an Alertmanager that does
+    not answer fails the test (it used to skip it)."""
+    import socket
+
+    import incident_support
+
+    with socket.socket() as sock:  # a loopback port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    monkeypatch.setenv("TSOPS_ALERTMANAGER_URL", f"http://127.0.0.1:{port}")
+    try:
+        with pytest.raises(pytest.fail.Exception, match=f"Alertmanager is not up at http://127.0.0.1:{port}"):
+            incident_support.alertmanager_url()
+    except pytest.skip.Exception as exc:  # a skip would pass for a skip here too: turn it into the failure it is
+        pytest.fail(f"alertmanager_url() skipped instead of failing: {exc}")
