@@ -24,6 +24,7 @@ from pathlib import Path
 
 import pytest
 from ansible_collections.taskscheduler.ops.plugins.module_utils._thresholds import THRESHOLDS
+from host_load import HostFigures, HostMonitor, decide, load_problems, wait_for_calm
 
 from lab import LAB_DIR, REPO, Lab, wait_until
 
@@ -41,6 +42,10 @@ FIRE_BOUND = 150.0
 RESOLVE_BOUND = 150.0
 # How long the healthy lab is kept under load while no alert may fire.
 LOAD_SECONDS = int(os.environ.get("ALERTS_LOAD_SECONDS", "180"))
+# Under load: a second attempt only when the host was overloaded by other work (host figures, host_load.py), after
+# waiting at most CALM_TIMEOUT seconds for it to calm down.
+LOAD_ATTEMPTS = 2
+CALM_TIMEOUT = 300
 
 
 @dataclass(frozen=True)
@@ -263,9 +268,16 @@ def test_role_checks_installs_and_loads_the_lab_rules(alert_lab: Lab, tmp_path: 
     ensure_rules_loaded(alert_lab)
 
 
-def test_healthy_lab_under_load_fires_no_alert(alert_lab: Lab):
-    lab = alert_lab
-    wait_quiet(lab)
+@dataclass
+class LoadRun:
+    summary: dict
+    alerts_seen: list[str]
+    notified: list[dict]
+    figures: HostFigures
+
+
+def run_load(lab: Lab) -> LoadRun:
+    """The load generator for LOAD_SECONDS against the lab, with the host's figures measured over the same window."""
     started = time.time()
     result: dict[str, subprocess.CompletedProcess] = {}
 
@@ -274,34 +286,49 @@ def test_healthy_lab_under_load_fires_no_alert(alert_lab: Lab):
                                      "-e", f"LOADGEN_DURATION_SECONDS={LOAD_SECONDS}", "loadgen",
                                      check=False, timeout=LOAD_SECONDS + 120)
 
+    monitor = HostMonitor(lab.instance)
+    monitor.start()
     loader = threading.Thread(target=load)
     loader.start()
     seen: set[str] = set()
     while loader.is_alive():
         seen.update(active_alerts(lab))
+        monitor.sample()
         time.sleep(5)
     loader.join()
+    figures = monitor.stop()
     seen.update(active_alerts(lab))
     proc = result["proc"]
-    assert proc.returncode == 0, proc.stderr
+    assert proc.returncode == 0, f"the load generator failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}"
     summary = json.loads(proc.stdout.strip().splitlines()[-1])
-    load = "load average {:.1f} {:.1f} {:.1f}".format(*os.getloadavg())
-    print(f"\nHEALTHY UNDER LOAD for {time.time() - started:.0f}s: {summary}; alerts seen: {sorted(seen) or 'none'}; "
-          f"host {load} on {os.cpu_count()} CPUs")
-    assert summary["requests"] > LOAD_SECONDS * 3, summary
-    # "Healthy" is judged by what the users (the load generator) saw, independently of Prometheus: when the host is
-    # saturated by other work the API itself is slow or fails, an alert is then no false positive, and this test
-    # has nothing to judge.
-    failed = sum(n for s, n in summary["statuses"].items() if s[:1] not in "234")
-    if failed / summary["requests"] > 0.01 or summary["p95_seconds"] > 2.0:  # 2 s: the HighAPILatency threshold
-        pytest.skip(f"the lab was not healthy under load on this host ({failed} of {summary['requests']} requests "
-                    f"failed, p95 {summary['p95_seconds']}s; {load} on {os.cpu_count()} CPUs): alerts seen "
-                    f"{sorted(seen)} are not false positives")
-    assert not [a for a in seen if a.endswith("/firing")], f"alerts fired on a healthy lab: {sorted(seen)} ({load})"
     status, body = lab.http("GET", "/received", token=None, base=lab.url("receiver"))
     assert status == 200, body
-    fired = [i for i in body["items"] if i["received_at"] >= started and i["payload"].get("status") == "firing"]
-    assert not fired, f"notifications on a healthy lab: {fired}"
+    notified = [i for i in body["items"] if i["received_at"] >= started and i["payload"].get("status") == "firing"]
+    return LoadRun(summary, sorted(seen), notified, figures)
+
+
+def test_healthy_lab_under_load_fires_no_alert(alert_lab: Lab):
+    """Under the load generator the API stays healthy (at most 1 % failed requests, p95 at most 2 s) and no alert
+    fires. Never skipped: the API failing or slowing down under load is the regression this test exists to catch.
+    Whether the HOST was overloaded by other work is judged from host figures (tests/integration/host_load.py), never
+    from the lab: if it was, the test waits (bounded) for the host to calm down and tries once more, then fails with
+    the figures of both attempts."""
+    lab = alert_lab
+    history: list[str] = []
+    for attempt in range(1, LOAD_ATTEMPTS + 1):
+        calm, windows = wait_for_calm(lab.instance, CALM_TIMEOUT if attempt > 1 else 30)
+        history.append(f"before attempt {attempt}: {'calm' if calm else 'still busy'}: {windows[-1].describe()}")
+        wait_quiet(lab)
+        run = run_load(lab)
+        problems = load_problems(run.summary, LOAD_SECONDS * 3, run.alerts_seen, run.notified)
+        history.append(f"attempt {attempt}: {run.summary}; alerts seen: {run.alerts_seen or 'none'}; "
+                       f"problems: {problems or 'none'}; {run.figures.describe()}")
+        print(f"\nHEALTHY UNDER LOAD {history[-2]}\n  {history[-1]}")
+        decision = decide(problems, run.figures, attempt, LOAD_ATTEMPTS)
+        if decision == "pass":
+            return
+        if decision == "fail":
+            pytest.fail("the lab was not healthy and quiet under load:\n  " + "\n  ".join(history))
 
 
 @pytest.mark.parametrize("group", list(GROUPS))
