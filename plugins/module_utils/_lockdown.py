@@ -214,7 +214,8 @@ def plan(wanted: list[Rule], current: list[Existing], exact: set[Rule]) -> Plan:
     """Steps that turn ``current`` into ``wanted`` without a moment where traffic passes that the DROP would stop.
 
     ``exact`` holds the wanted rules that iptables already has exactly (``iptables -C``). A rule stays when it is
-    the single exact copy of its kind and, for an exception, stands above a DROP that stays. Per chain, in order:
+    the single exact copy of its kind and, for an exception, stands above a DROP that stays. In order, each phase
+    for every chain (DOCKER-USER first) before the next phase:
 
     1. the DROP, inserted on top, when it does not stay;
     2. old copies of exceptions that are put back, when a copy is exact (a delete by spec removes the first
@@ -223,11 +224,13 @@ def plan(wanted: list[Rule], current: list[Existing], exact: set[Rule]) -> Plan:
     4. only then the old DROP and the other old copies, and the rules no longer wanted (a source dropped from
        the list, an older rule format): the new set stands before the old one goes.
     """
-    steps: list[Step] = []
+    phases: list[list[Step]] = [[], [], [], []]
     for chain in dict.fromkeys(r.chain for r in wanted):
-        steps += _plan_chain(chain, [r for r in wanted if r.chain == chain], [e for e in current if e.chain == chain],
-                             exact)
-    return Plan(steps)
+        per_chain = _plan_chain(chain, [r for r in wanted if r.chain == chain],
+                                [e for e in current if e.chain == chain], exact)
+        for phase, chain_steps in zip(phases, per_chain):
+            phase += chain_steps
+    return Plan([step for phase in phases for step in phase])
 
 
 def _stays(rule: Rule, keys: list[str], exact: set[Rule], drop_stays: bool) -> bool:
@@ -237,7 +240,8 @@ def _stays(rule: Rule, keys: list[str], exact: set[Rule], drop_stays: bool) -> b
             and keys.index(rule.key) < keys.index("drop"))
 
 
-def _plan_chain(chain: str, want: list[Rule], have: list[Existing], exact: set[Rule]) -> list[Step]:
+def _plan_chain(chain: str, want: list[Rule], have: list[Existing],
+                exact: set[Rule]) -> tuple[list[Step], list[Step], list[Step], list[Step]]:
     keys = [e.key for e in have]
     drop = next(r for r in want if r.is_drop)
     drop_stays = drop in exact and keys.count("drop") == 1
@@ -252,7 +256,7 @@ def _plan_chain(chain: str, want: list[Rule], have: list[Existing], exact: set[R
                for r in reversed(redo) if not r.is_drop]
     post = [Step("delete", chain, e.spec(), "replaced" if e.key in redo_keys else "no longer wanted")
             for e in have if (e.key in redo_keys and e.key not in pre_keys) or e.key not in wanted_keys]
-    return first + pre + inserts + post
+    return first, pre, inserts, post
 
 
 def plan_removal(current: list[Existing]) -> Plan:
