@@ -180,3 +180,15 @@ def test_alertmanager_down_is_a_failure_not_a_skip(monkeypatch: pytest.MonkeyPat
             incident_support.alertmanager_url()
     except pytest.skip.Exception as exc:  # a skip would pass for a skip here too: turn it into the failure it is
         pytest.fail(f"alertmanager_url() skipped instead of failing: {exc}")
+
+
+def test_the_integration_conftest_applies_the_policy_with_the_committed_list(pytester: pytest.Pytester,
+                                                                              monkeypatch: pytest.MonkeyPatch):
+    """tests/integration/conftest.py (copied with allowed_skips.yml next to a skipping test) registers the policy."""
+    pytester.syspathinsert(INTEGRATION_DIR)
+    pytester.makeconftest((INTEGRATION_DIR / "conftest.py").read_text())
+    pytester.path.joinpath("allowed_skips.yml").write_text((INTEGRATION_DIR / "allowed_skips.yml").read_text())
+    pytester.makepyfile(test_x=SKIPPING)
+    result = run(pytester, monkeypatch, "true")
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.stdout.fnmatch_lines(["UNLISTED skipped: test_x.py::test_needs_browser: chromium is not installed here"])
