@@ -10,6 +10,11 @@ File layout (control node):
   numbers stay contiguous.
 * ``<log_dir>/<YYYYmmdd_HHMMSS>_<id>_incident.log``: the runbook's plain lines
   (``2026-11-26T21:15:00+00:00 [IC] P0 incident started: TaskSchedulerAPIDown``) for people who tail logs.
+  Written best-effort: a failure there is a warning, the JSON record is what counts.
+* ``<record_dir>/<id>.jsonl.corrupt``: bytes moved aside by a repair. A writer that finds a torn tail (a last line
+  without its newline that is not a JSON object: an interrupted write) moves those bytes there verbatim, under the
+  lock, before it appends; nothing is dropped. Corrupt lines elsewhere stay where they are: readers skip them and
+  report their line numbers (``bad_lines`` and warnings), they never fail on them.
 
 Entry types: ``open``, ``action``, ``notification``, ``escalation``, ``close``, ``reopen``.
 """
@@ -42,7 +47,9 @@ from ._incident_policy import (
     sla,
 )
 
-ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
+# Matched with fullmatch: ``$`` alone would accept "INC-1\n" (it matches before a trailing newline).
+ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
+CORRUPT_SUFFIX = ".corrupt"
 ENTRY_TYPES = ("open", "action", "notification", "escalation", "close", "reopen")
 RESULTS = ("ok", "changed", "failed", "skipped", "info")
 STATUSES = ("investigating", "identified", "monitoring", "resolved")
@@ -67,7 +74,7 @@ def make_id(alert: str, started_at: Any) -> str:
 
 
 def check_id(incident_id: str) -> str:
-    if not isinstance(incident_id, str) or not ID_RE.match(incident_id):
+    if not isinstance(incident_id, str) or not ID_RE.fullmatch(incident_id):
         raise IncidentError(
             f"incident id {incident_id!r} is not valid: use 1-128 letters, digits, '.', '_', ':' or '-' "
             "(e.g. INC-20261126-211500-apidown or an Alertmanager fingerprint)"
@@ -84,6 +91,11 @@ class IncidentStore:
             raise IncidentError("record_dir is empty: set tsops_incident_dir (or the module's record_dir)")
         self.record_dir = os.path.abspath(os.path.expanduser(record_dir))
         self.log_dir = os.path.abspath(os.path.expanduser(log_dir)) if log_dir else None
+        # What readers and writers had to work around (bad lines skipped, a torn tail moved aside, a plain log
+        # that could not be written): the module returns these as warnings.
+        self.warnings: list[str] = []
+        self.bad_lines: dict[str, list[dict[str, Any]]] = {}
+        self.repaired: dict[str, dict[str, Any]] = {}
 
     def path(self, incident_id: str) -> str:
         return os.path.join(self.record_dir, check_id(incident_id) + ".jsonl")
@@ -99,23 +111,37 @@ class IncidentStore:
         return os.path.exists(self.path(incident_id))
 
     def read(self, incident_id: str) -> list[dict[str, Any]]:
+        """The record's entries; bad lines are skipped and noted in ``bad_lines`` and ``warnings``."""
         path = self.path(incident_id)
         try:
-            with open(path, encoding="utf-8") as handle:
+            with open(path, "rb") as handle:
                 fcntl.flock(handle.fileno(), fcntl.LOCK_SH)
                 try:
-                    return parse_lines(handle.read(), path)
+                    data = handle.read()
                 finally:
                     fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
         except FileNotFoundError:
             return []
+        entries, bad = parse_record(data)
+        self._note_bad(incident_id, path, bad)
+        return entries
+
+    def _note_bad(self, incident_id: str, path: str, bad: list[dict[str, Any]]) -> None:
+        if not bad:
+            self.bad_lines.pop(incident_id, None)
+            return
+        self.bad_lines[incident_id] = bad
+        numbers = ", ".join(str(b["line"]) for b in bad[:20]) + (" ..." if len(bad) > 20 else "")
+        self.warnings.append(f"{path}: skipped {len(bad)} unreadable line(s) (line {numbers}): "
+                             f"{bad[0]['error']}; the rest of the record is used")
 
     def ids(self) -> list[str]:
         try:
             names = os.listdir(self.record_dir)
         except FileNotFoundError:
             return []
-        return sorted(n[: -len(".jsonl")] for n in names if n.endswith(".jsonl") and ID_RE.match(n[: -len(".jsonl")]))
+        return sorted(n[: -len(".jsonl")] for n in names
+                      if n.endswith(".jsonl") and ID_RE.fullmatch(n[: -len(".jsonl")]))
 
     # -- writing
     def transact(
@@ -133,35 +159,74 @@ class IncidentStore:
             return existing, _number(decide(existing), len(existing))
         self._makedirs(self.record_dir, "record_dir (tsops_incident_dir)")
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o640)
-        with os.fdopen(fd, "r+", encoding="utf-8") as handle:
+        with os.fdopen(fd, "r+b") as handle:
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
             try:
                 handle.seek(0)
-                existing = parse_lines(handle.read(), path)
-                added = _number(decide(existing), len(existing))
+                raw = handle.read()
+                entries, bad = parse_record(raw)
+                self._note_bad(incident_id, path, bad)
+                added = _number(decide(entries), _last_seq(entries))
                 if added:
+                    self._repair_tail(handle, path, raw)
                     data = "".join(json.dumps(e, sort_keys=True, separators=(",", ":")) + "\n" for e in added)
                     handle.seek(0, os.SEEK_END)
-                    handle.write(data)
+                    handle.write(data.encode("utf-8"))
                     handle.flush()
                     os.fsync(handle.fileno())
-                    self._write_log(incident_id, existing + added, added)
-                return existing, added
+                    self._write_log(incident_id, entries + added, added)
+                return entries, added
             finally:
                 fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
+    def _repair_tail(self, handle: Any, path: str, raw: bytes) -> None:
+        """Make the next append start on a line of its own (called under the exclusive lock).
+
+        A last line without its newline is an interrupted write, unless it is a whole JSON object (a hand edit
+        that forgot the newline: completed in place). A torn tail is appended verbatim to ``<record>.corrupt``
+        and fsynced there before the record is truncated to its last complete line: no byte is lost."""
+        if not raw or raw.endswith(b"\n"):
+            return
+        start = raw.rfind(b"\n") + 1
+        tail = raw[start:]
+        if _json_object(tail) is not None:
+            handle.seek(0, os.SEEK_END)
+            handle.write(b"\n")
+            return
+        aside = path + CORRUPT_SUFFIX
+        fd = os.open(aside, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
+        try:
+            os.write(fd, tail + b"\n")
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        handle.truncate(start)
+        handle.flush()
+        os.fsync(handle.fileno())
+        line = raw.count(b"\n") + 1
+        self.repaired[os.path.basename(path)[: -len(".jsonl")]] = {"line": line, "bytes": len(tail), "moved_to": aside}
+        self.warnings.append(f"{path}: line {line} was a torn write ({len(tail)} bytes without a newline); moved "
+                             f"verbatim to {aside} before appending")
+
     def _write_log(self, incident_id: str, entries: list[dict[str, Any]], added: list[dict[str, Any]]) -> None:
+        """The plain runbook log, best-effort: a failure is a warning, the JSON record is already written."""
         opened = next((e for e in entries if e.get("type") == "open"), None)
         if not self.log_dir or opened is None:
             return
-        self._makedirs(self.log_dir, "log_dir (tsops_incident_log_dir)")
-        path = self.log_path(incident_id, opened["started_at"])
-        lines = "".join(log_line(e, opened) + "\n" for e in added)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
+        path: str | None = self.log_dir
         try:
-            os.write(fd, lines.encode("utf-8"))
-        finally:
-            os.close(fd)
+            self._makedirs(self.log_dir, "log_dir (tsops_incident_log_dir)")
+            path = self.log_path(incident_id, opened["started_at"])
+            lines = "".join(log_line(e, opened) + "\n" for e in added)
+            fd = os.open(str(path), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
+            try:
+                os.write(fd, lines.encode("utf-8"))
+            finally:
+                os.close(fd)
+        except (OSError, IncidentError, PolicyError, KeyError, TypeError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            self.warnings.append(f"plain incident log {path} not written ({reason}); the JSON record "
+                                 f"{self.path(incident_id)} has the entry")
 
     @staticmethod
     def _makedirs(path: str, what: str) -> None:
@@ -182,18 +247,48 @@ def _number(entries: list[dict[str, Any]], start: int) -> list[dict[str, Any]]:
     return out
 
 
-def parse_lines(text: str, path: str = "record") -> list[dict[str, Any]]:
-    entries = []
-    for lineno, line in enumerate(text.splitlines(), start=1):
+def _last_seq(entries: list[dict[str, Any]]) -> int:
+    """Where numbering continues: past every readable entry's seq (skipped bad lines leave gaps, never repeats)."""
+    seqs = [e["seq"] for e in entries if isinstance(e.get("seq"), int) and not isinstance(e.get("seq"), bool)]
+    return max([len(entries), *seqs])
+
+
+def _json_object(line: bytes | str) -> dict[str, Any] | None:
+    try:
+        value = json.loads(line)
+    except (ValueError, UnicodeDecodeError):  # JSONDecodeError is a ValueError
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def parse_record(data: bytes | str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """``(entries, bad)``: the JSON objects of a record, and ``{line, error}`` for every line that is not one
+    (a torn write, bytes that are not UTF-8, a hand edit). Blank lines are neither."""
+    if isinstance(data, str):
+        data = data.encode("utf-8", "surrogateescape")
+    entries: list[dict[str, Any]] = []
+    bad: list[dict[str, Any]] = []
+    for lineno, line in enumerate(data.split(b"\n"), start=1):
         if not line.strip():
             continue
         try:
-            entry = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise IncidentError(f"{path}:{lineno}: not JSON ({exc.msg}); the record was edited by hand?") from None
-        if isinstance(entry, dict):
-            entries.append(entry)
-    return entries
+            value = json.loads(line.decode("utf-8"))
+        except UnicodeDecodeError:
+            bad.append({"line": lineno, "error": "not UTF-8"})
+            continue
+        except ValueError as exc:
+            bad.append({"line": lineno, "error": f"not JSON ({getattr(exc, 'msg', exc)})"})
+            continue
+        if not isinstance(value, dict):
+            bad.append({"line": lineno, "error": f"a JSON {type(value).__name__}, not an entry object"})
+            continue
+        entries.append(value)
+    return entries, bad
+
+
+def parse_lines(text: str, path: str = "record") -> list[dict[str, Any]]:
+    """The readable entries of a record's text (bad lines skipped; ``parse_record`` says which)."""
+    return parse_record(text)[0]
 
 
 def log_line(entry: Mapping[str, Any], opened: Mapping[str, Any]) -> str:
@@ -296,7 +391,10 @@ def action_entry(
     status: str | None = None,
     message: str = "",
     now: Any = None,
+    public: bool = False,
 ) -> dict[str, Any]:
+    """An ``action`` entry. ``public`` marks ``message`` as text for the public status page (nothing else of an
+    entry ever goes there)."""
     if not step:
         raise IncidentError("step is required for an action entry (what was done, e.g. 'restart api')")
     if result not in RESULTS:
@@ -319,6 +417,10 @@ def action_entry(
         entry["status"] = _status(status)
     if message:
         entry["message"] = message
+    if public:
+        if not message:
+            raise IncidentError("public=true needs the public text in update (what the status page should say)")
+        entry["public"] = True
     return entry
 
 
@@ -422,6 +524,9 @@ def summarize(entries: Iterable[Mapping[str, Any]], now: Any = None) -> dict[str
     opened = next((e for e in entries if e.get("type") == "open"), None)
     if opened is None:
         raise IncidentError("the record has no 'open' entry: open the incident first (state=open)")
+    missing = [k for k in ("id", "alert", "severity", "started_at", "ts") if not isinstance(opened.get(k), str)]
+    if missing:
+        raise IncidentError(f"the record's 'open' entry lacks {', '.join(missing)}: it was edited by hand or torn")
     current = parse_time(now, "now") if now is not None else now_utc()
     summary: dict[str, Any] = {
         "id": opened["id"],
@@ -458,6 +563,9 @@ def summarize(entries: Iterable[Mapping[str, Any]], now: Any = None) -> dict[str
         "notifications": {"sent": 0, "failed": 0, "failed_channels": []},
         "last_notified_at": None,
         "latest_update": {"ts": opened["ts"], "message": f"{opened['severity']} incident opened: {opened['alert']}"},
+        # The last update flagged public (incident_record public=true): the only free text the status page shows.
+        "public_update": {},
+        "labels": dict(opened.get("labels") or {}) if isinstance(opened.get("labels"), Mapping) else {},
         "actions_in_progress": [],
         "reopened": 0,
         "entry_count": len(entries),
@@ -479,6 +587,8 @@ def summarize(entries: Iterable[Mapping[str, Any]], now: Any = None) -> dict[str
                 summary["flags_after_escalation"].setdefault(flag, ts)
             message = entry.get("message") or f"{entry.get('step')}: {entry.get('result')}"
             summary["latest_update"] = {"ts": ts, "message": message}
+            if entry.get("public") is True and entry.get("message"):
+                summary["public_update"] = {"ts": ts, "message": str(entry["message"])}
             summary["actions_in_progress"] = (summary["actions_in_progress"] + [entry.get("step")])[-5:]
         elif kind == "notification":
             if entry.get("ok"):
@@ -568,17 +678,30 @@ def _sla_status(summary: Mapping[str, Any], current: Any) -> dict[str, Any]:
 
 
 def summaries(store: IncidentStore, since: Any = None, until: Any = None, now: Any = None,
-              ids: Iterable[str] | None = None) -> list[dict[str, Any]]:
-    """Summaries of all incidents in ``store`` that started in ``[since, until)``, newest first."""
+              ids: Iterable[str] | None = None, unreadable: list[dict[str, Any]] | None = None,
+              ) -> list[dict[str, Any]]:
+    """Summaries of all incidents in ``store`` that started in ``[since, until)``, newest first.
+
+    A record that cannot be summarised (no readable ``open`` entry, an entry with impossible values) is left out
+    and described in ``unreadable`` (and ``store.warnings``): one bad file never hides the others."""
     lo = parse_time(since, "since") if since not in (None, "") else None
     hi = parse_time(until, "until") if until not in (None, "") else None
     out = []
     for incident_id in ids if ids is not None else store.ids():
         entries = store.read(incident_id)
-        if not entries:
+        if not entries and not store.bad_lines.get(incident_id):
             continue
-        summary = summarize(entries, now=now)
-        start = parse_time(summary["started_at"])
+        try:
+            summary = summarize(entries, now=now)
+            start = parse_time(summary["started_at"])
+        except (IncidentError, PolicyError, KeyError, TypeError, ValueError, AttributeError) as exc:
+            reason = str(exc) if isinstance(exc, (IncidentError, PolicyError)) else \
+                f"an entry has a missing or malformed field ({type(exc).__name__}: {exc})"
+            if unreadable is not None:
+                unreadable.append({"id": incident_id, "path": store.path(incident_id), "error": reason})
+            store.warnings.append(f"{store.path(incident_id)}: left out of the query: {reason}")
+            continue
+        summary["bad_lines"] = [b["line"] for b in store.bad_lines.get(incident_id, [])]
         if (lo and start < lo) or (hi and start >= hi):
             continue
         out.append(summary)
@@ -612,8 +735,12 @@ def execute(params: Mapping[str, Any], check_mode: bool = False) -> dict[str, An
     state = params["state"]
     now = params.get("timestamp") or None
     if state == "query":
-        found = summaries(store, params.get("since"), params.get("until"), now=now)
-        return {"changed": False, "incidents": found, "count": len(found), "record_dir": store.record_dir}
+        unreadable: list[dict[str, Any]] = []
+        found = summaries(store, params.get("since"), params.get("until"), now=now, unreadable=unreadable)
+        result = {"changed": False, "incidents": found, "count": len(found), "record_dir": store.record_dir,
+                  "unreadable": unreadable,
+                  "bad_lines": {i: [b["line"] for b in bad] for i, bad in sorted(store.bad_lines.items())}}
+        return _with_warnings(result, store)
 
     incident_id = params.get("id")
     if state == "open":
@@ -651,11 +778,22 @@ def execute(params: Mapping[str, Any], check_mode: bool = False) -> dict[str, An
             )
         if state == "read":
             entries = store.read(incident_id)
-            return _result(store, incident_id, entries, [], now, include_entries=True, changed=False)
+            return _with_warnings(
+                _result(store, incident_id, entries, [], now, include_entries=True, changed=False), store)
         decide = _decider(state, params, now)
 
     existing, added = store.transact(incident_id, decide, check_mode=check_mode)
-    return _result(store, incident_id, existing + added, added, now, include_entries=False, changed=bool(added))
+    return _with_warnings(
+        _result(store, incident_id, existing + added, added, now, include_entries=False, changed=bool(added)), store)
+
+
+def _with_warnings(result: dict[str, Any], store: IncidentStore) -> dict[str, Any]:
+    if "id" in result:
+        result["bad_lines"] = [b["line"] for b in store.bad_lines.get(result["id"], [])]
+        result["repaired"] = store.repaired.get(result["id"])
+    if store.warnings:
+        result["warnings"] = list(store.warnings)
+    return result
 
 
 def _decider(state: str, params: Mapping[str, Any], now: Any) -> Callable[[list[dict[str, Any]]], list[dict[str, Any]]]:
@@ -685,6 +823,7 @@ def _decider(state: str, params: Mapping[str, Any], now: Any) -> Callable[[list[
             step=params.get("step") or "", result=params.get("result") or "ok", actor=params.get("actor") or "",
             host=params.get("host") or "", details=params.get("details"), flags=params.get("flags") or [],
             status=params.get("status"), message=params.get("update") or "", now=now,
+            public=bool(params.get("public")),
         )]
 
     return decide
@@ -823,29 +962,34 @@ def status_page(
     history_days: int = 30,
     system: str = "Task Scheduling System",
 ) -> dict[str, Any]:
-    """The public view of incident summaries: status per service, open incidents with their latest update, and
-    the incidents resolved in the last ``history_days`` days. Nothing internal (commander, bridge, hosts)."""
+    """The public view of incident summaries: status per service, open incidents with their latest public update,
+    and the incidents resolved in the last ``history_days`` days.
+
+    Only what is meant for the public goes in: the generic title of the alert (not the alert's own summary, which
+    names instances), severity, status, affected services, times, and the text of updates flagged public
+    (``public_update``). Never step names or results, details, host names, errors, impact notes, root causes,
+    commanders or bridges."""
     current = parse_time(now, "now") if now is not None else now_utc()
     since = current - _dt.timedelta(days=history_days)
     open_incidents, history = [], []
     for summary in sorted(incidents, key=lambda s: s["started_at"], reverse=True):
+        update = summary.get("public_update") or {}
+        status = summary.get("status", "investigating")
         public = {
             "id": summary["id"],
-            "title": summary.get("description") or summary["alert"],
+            "title": ALERT_DESCRIPTIONS.get(summary["alert"]) or "Service disruption",
             "alert": summary["alert"],
             "severity": summary["severity"],
-            "status": summary.get("status", "investigating"),
-            "impact": summary.get("impact", ""),
-            "services": list(summary.get("services") or []),
+            "status": status if status in STATUSES else "investigating",
+            "services": [str(s) for s in summary.get("services") or []],
             "started_at": summary["started_at"],
-            "latest_update": dict(summary.get("latest_update") or {}),
+            "latest_update": {"ts": update.get("ts", ""), "message": update.get("message", "")} if update else {},
         }
         if summary.get("state") == "open":
             public["elapsed"] = human_duration((current - parse_time(summary["started_at"])).total_seconds())
             open_incidents.append(public)
         elif summary.get("ended_at") and parse_time(summary["ended_at"]) >= since:
-            public.update(ended_at=summary["ended_at"], duration=summary.get("duration", ""),
-                          root_cause=summary.get("root_cause", ""))
+            public.update(ended_at=summary["ended_at"], duration=summary.get("duration", ""))
             history.append(public)
     rows = []
     names = list(services)
@@ -868,6 +1012,56 @@ def status_page(
         "history": history,
         "history_days": history_days,
     }
+
+
+# -------------------------------------------------------------------------------------------- post-incident silence
+# Alerts that get no post-incident silence by default: a repeat must page at once (runbook: a breach is never
+# "expected to flap").
+SILENCE_EXEMPT_ALERTS = ("SecurityBreach",)
+
+
+def post_incident_silence(
+    summary: Mapping[str, Any],
+    exempt: Iterable[str] | None = SILENCE_EXEMPT_ALERTS,
+    instance: str = "",
+    matchers: Any = None,
+) -> dict[str, Any]:
+    """Whether and how to silence the incident's alert after closing: ``{silence, matchers, reason}``.
+
+    The silence covers the incident's own alert, never that alert on every host: ``alertname`` plus the
+    ``instance`` (``instance`` argument, else the alert's label recorded at opening). An alert without an instance
+    label (an aggregate, e.g. NoActiveWorkers) is matched on all its recorded labels. When neither is known (the
+    incident was opened from a bare alert name) there is no silence, and the reason says how to give one.
+    ``matchers`` given explicitly are used as they are; alerts in ``exempt`` get none."""
+    if not isinstance(summary, Mapping) or not isinstance(summary.get("alert"), str) or not summary["alert"]:
+        raise IncidentError("post_incident_silence: expected an incident summary with its alert (incident_record "
+                            "read/open result's 'incident')")
+    alert = summary["alert"]
+    exempt_list = [exempt] if isinstance(exempt, str) else list(exempt or [])
+    if alert in exempt_list:
+        return {"silence": False, "matchers": [],
+                "reason": f"{alert} gets no post-incident silence (listed in the exempt alerts): a repeat must page"}
+    if matchers:
+        if isinstance(matchers, Mapping):
+            matchers = [{"name": k, "value": v} for k, v in matchers.items()]
+        if not isinstance(matchers, list) or not all(isinstance(m, Mapping) and m.get("name") for m in matchers):
+            raise IncidentError(f"silence matchers {matchers!r}: expected a list of {{name, value, is_regex}}")
+        return {"silence": True, "matchers": [dict(m) for m in matchers], "reason": "matchers given explicitly"}
+    labels = summary.get("labels") if isinstance(summary.get("labels"), Mapping) else {}
+    target = str(instance or labels.get("instance") or "")
+    if target:
+        return {"silence": True, "reason": f"the incident's alert on {target}",
+                "matchers": [{"name": "alertname", "value": alert}, {"name": "instance", "value": target}]}
+    identity = {str(k): str(v) for k, v in labels.items() if k != "alertname" and isinstance(v, (str, int))
+                and str(v) != ""}
+    if identity:
+        return {"silence": True, "reason": "the incident's alert (no instance label: matched on all its labels)",
+                "matchers": [{"name": "alertname", "value": alert}]
+                + [{"name": k, "value": v} for k, v in sorted(identity.items())]}
+    return {"silence": False, "matchers": [],
+            "reason": f"the instance of {alert} is unknown (the incident was opened from the alert's name, not the "
+                      "alert): no silence rather than one for every host. Set incident_close_silence_instance or "
+                      "incident_close_silence_matchers to silence it"}
 
 
 def update_due(summary: Mapping[str, Any], now: Any = None, matrix: Mapping[str, Any] | None = None) -> dict[str, Any]:

@@ -139,8 +139,16 @@ options:
     type: str
     choices: [investigating, identified, monitoring, resolved]
   update:
-    description: Public update text (status page, "latest update"); stored as the entry's C(message).
+    description:
+      - Update text (notices' "latest update"); stored as the entry's C(message).
+      - It goes to the public status page only with O(public=true).
     type: str
+  public:
+    description:
+      - The O(update) text is meant for the public status page. Nothing else of any entry (step names, results,
+        details, hosts, errors) is ever shown there.
+    type: bool
+    default: false
   channel:
     description: Notification channel (O(type=notification)), e.g. C(slack), C(email), C(webhook), C(status_page).
     type: str
@@ -289,6 +297,24 @@ entries:
   returned: when O(state=read)
   type: list
   elements: dict
+bad_lines:
+  description:
+    - Line numbers of the record that are not JSON objects (a torn write, a hand edit); they were skipped.
+    - With O(state=query), a mapping of incident id to its bad line numbers.
+  returned: always
+  type: raw
+  sample: [7]
+repaired:
+  description:
+    - The torn tail moved aside before appending (C(line), C(bytes), C(moved_to) the C(.corrupt) companion file);
+      null when none was.
+  returned: unless O(state=query)
+  type: dict
+unreadable:
+  description: Records left out of the query because they cannot be summarised (C(id), C(path), C(error)).
+  returned: when O(state=query)
+  type: list
+  elements: dict
 incidents:
   description: Summaries of the incidents in O(record_dir), newest first.
   returned: when O(state=query)
@@ -342,6 +368,7 @@ ARGUMENT_SPEC = {
     },
     "status": {"type": "str", "choices": ["investigating", "identified", "monitoring", "resolved"]},
     "update": {"type": "str"},
+    "public": {"type": "bool", "default": False},
     "channel": {"type": "str"},
     "ok": {"type": "bool", "default": True},
     "error": {"type": "str"},
@@ -377,6 +404,8 @@ def main() -> None:
         result = execute(module.params, check_mode=module.check_mode)
     except (IncidentError, PolicyError, OSError) as exc:
         module.fail_json(msg=f"incident_record ({module.params['state']}): {exc}")
+    for warning in result.pop("warnings", []):
+        module.warn(warning)
     module.exit_json(**result)
 
 

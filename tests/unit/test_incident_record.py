@@ -227,12 +227,15 @@ def test_unwritable_dir_fails_with_hint(tmp_path: Path) -> None:
     assert res["failed"] is True and "record_dir" in res["msg"]
 
 
-def test_hand_edited_record_is_reported(dirs: dict[str, str]) -> None:
+def test_hand_edited_record_is_reported_not_fatal(dirs: dict[str, str]) -> None:
     inc = open_api_down(dirs)
     with open(inc["path"], "a") as handle:
         handle.write("not json\n")
     res = run(dict(dirs, id=inc["id"], step="x"))
-    assert res["failed"] is True and ":2: not JSON" in res["msg"]
+    assert res["changed"] is True and res["bad_lines"] == [2]
+    warned = rec.execute(dict(dirs, state="read", id=inc["id"]))["warnings"]
+    assert any("line 2" in w and "not JSON" in w for w in warned)
+    assert res["entry"]["seq"] == 2 and res["incident"]["actions"] == 1
 
 
 # --------------------------------------------------------------------------------------------------- concurrency
