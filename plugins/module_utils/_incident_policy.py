@@ -253,6 +253,22 @@ def normalize_severity(value: Any, what: str = "severity") -> str:
 
 
 # -------------------------------------------------------------------------------------------------- alert -> sev
+def payload_alerts(payload: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """The alert objects of a webhook payload's ``alerts``. Entries that are not objects (strings, null, numbers)
+    are ignored; an ``alerts`` that is not a list, or holds only such entries, is a clear error."""
+    raw = payload.get("alerts")
+    if raw is None:
+        return []
+    if not isinstance(raw, list):
+        raise PolicyError(f"alert payload: 'alerts' must be a list of alert objects, got {type(raw).__name__}")
+    found = [a for a in raw if isinstance(a, Mapping)]
+    if raw and not found:
+        kinds = ", ".join(sorted({type(a).__name__ for a in raw}))
+        raise PolicyError(f"alert payload: 'alerts' holds no alert objects ({len(raw)} item(s) of type {kinds}); "
+                          "expected Alertmanager's [{status, labels, annotations, startsAt, ...}]")
+    return found
+
+
 def alert_labels(alert: Any) -> dict[str, Any]:
     """Labels of a single alert given as an alertname, an alert object or an Alertmanager webhook payload."""
     if isinstance(alert, str):
@@ -264,7 +280,7 @@ def alert_labels(alert: Any) -> dict[str, Any]:
     if "alerts" in alert or "commonLabels" in alert or "groupLabels" in alert:
         # A webhook payload: commonLabels hold what all alerts of the group share; fall back to the first alert.
         labels: dict[str, Any] = {}
-        alerts = [a for a in alert.get("alerts") or [] if isinstance(a, Mapping)]
+        alerts = payload_alerts(alert)
         firing = [a for a in alerts if a.get("status", "firing") == "firing"] or alerts
         if firing and isinstance(firing[0].get("labels"), Mapping):
             labels.update(firing[0]["labels"])
@@ -318,9 +334,10 @@ def alert_info(alert: Any, severity_map: Mapping[str, Any] | None = None, defaul
     fingerprint = None
     if isinstance(alert, Mapping):
         first = alert
-        if isinstance(alert.get("alerts"), list) and alert["alerts"]:
-            firing = [a for a in alert["alerts"] if isinstance(a, Mapping) and a.get("status", "firing") == "firing"]
-            first = (firing or alert["alerts"])[0]
+        alerts = payload_alerts(alert) if "alerts" in alert else []
+        if alerts:
+            firing = [a for a in alerts if a.get("status", "firing") == "firing"]
+            first = (firing or alerts)[0]
             if isinstance(alert.get("commonAnnotations"), Mapping):
                 annotations.update(alert["commonAnnotations"])
         if isinstance(first.get("annotations"), Mapping):

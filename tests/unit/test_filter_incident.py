@@ -69,6 +69,28 @@ def test_alertmanager_webhook_payload() -> None:
     assert flt.alert_severity(payload["alerts"][0]) == "P0"
 
 
+@pytest.mark.parametrize("alerts", [["TaskSchedulerAPIDown"], [None], [5], [None, "x", 3.5, True], [[]]])
+@pytest.mark.parametrize("name", ["alert_info", "alert_name", "alert_severity"])
+def test_payload_alerts_that_are_not_objects_are_a_clear_error(alerts: list[object], name: str) -> None:
+    with pytest.raises(AnsibleFilterError, match=r"'alerts' holds no alert objects"):
+        getattr(flt, name)({"status": "firing", "alerts": alerts})
+
+
+@pytest.mark.parametrize("alerts", [5, "TaskSchedulerAPIDown", {"labels": {"alertname": "X"}}, 1.5])
+@pytest.mark.parametrize("name", ["alert_info", "alert_name", "alert_severity"])
+def test_payload_alerts_that_are_not_a_list_are_a_clear_error(alerts: object, name: str) -> None:
+    with pytest.raises(AnsibleFilterError, match=r"'alerts' must be a list of alert objects"):
+        getattr(flt, name)({"alerts": alerts, "commonLabels": {"alertname": "TaskSchedulerAPIDown"}})
+
+
+def test_payload_alerts_skip_non_objects_beside_real_alerts() -> None:
+    payload = {"alerts": [None, "junk", {"status": "firing", "startsAt": "2026-11-26T21:15:00Z", "fingerprint": "ab1",
+                                         "labels": {"alertname": "TaskSchedulerAPIDown", "instance": "api:8080"}}]}
+    info = flt.alert_info(payload)
+    assert (info["alertname"], info["severity"], info["fingerprint"]) == ("TaskSchedulerAPIDown", "P0", "ab1")
+    assert info["labels"]["instance"] == "api:8080"
+
+
 def test_priority_label_used_only_for_unmapped_alerts() -> None:
     assert flt.alert_severity({"labels": {"alertname": "Custom", "priority": "P1"}}) == "P1"
     assert flt.alert_severity({"labels": {"alertname": "HighAPILatency", "priority": "P3"}}) == "P1"
