@@ -135,6 +135,14 @@ def incident_update_due(summary: Any, now: Any = None, matrix: Any = None) -> di
 
 
 @_wrap
+def incident_silence(summary: Any, exempt: Any = _incident.SILENCE_EXEMPT_ALERTS, instance: Any = "",
+                     matchers: Any = None) -> dict[str, Any]:
+    """Whether and how to silence an incident's alert after closing: ``{silence, matchers, reason}``; the
+    alert and its instance, never the alert on every host; none for the ``exempt`` alerts (SecurityBreach)."""
+    return _incident.post_incident_silence(summary, exempt, str(instance or ""), matchers or None)
+
+
+@_wrap
 def severity_map(overrides: Any = None) -> dict[str, str]:
     """The runbook's alert -> severity map with ``overrides`` applied."""
     return policy.merged_severity_map(overrides or None)
@@ -169,6 +177,7 @@ class FilterModule:
             "incident_status_page": incident_status_page,
             "incident_review": incident_review,
             "incident_update_due": incident_update_due,
+            "incident_silence": incident_silence,
             "incident_monthly_stats": incident_monthly_stats,
             "incident_month_bounds": incident_month_bounds,
             "severity_map": severity_map,

@@ -105,9 +105,9 @@ def test_status_page_worst_open_incident_decides() -> None:
         "Custom", "TaskSchedulerAPIDown", "HighAPILatency", "WorkerHealthDegraded"]
     api_down = page["open_incidents"][1]
     assert api_down["title"] == "API service unavailable" and api_down["elapsed"] == "10m"
-    assert api_down["latest_update"]["message"] == "P0 incident opened: TaskSchedulerAPIDown"
+    assert api_down["latest_update"] == {}  # no update flagged public yet: nothing but status and times
     assert [i["alert"] for i in page["history"]] == ["DiskSpaceCritical"]  # September is outside 30 days
-    assert page["history"][0]["root_cause"] == "disk full" and page["history"][0]["duration"] == "1h"
+    assert "root_cause" not in page["history"][0] and page["history"][0]["duration"] == "1h"
     text = json.dumps(page)
     assert "alice" not in text and "#bridge" not in text, "nothing internal on the public page"
 
