@@ -1,11 +1,11 @@
 """The status page: generated from real incident records by real ansible-playbook runs, rendered by headless
 Chromium with JavaScript switched off.
 
-Proves: opening a P0 with the status page channel configured writes the page (notify -> status_page) and records
-the delivery; playbooks/status_page.yml regenerates it from the records; in the browser the banner says "Major
+Proves: opening a P0 with the status page channel configured writes the page (notify -> status_page) with the public
+opening notice and records the delivery; playbooks/status_page.yml regenerates it from the records; in the browser the banner says "Major
 outage", the api row is a major outage while the others are operational, the open incident shows its latest
-update, the resolved incident is in the history, user text is escaped (no injected script), and the page needs
-no JavaScript; status.json says the same; --check writes nothing.
+public update, the resolved incident is in the history, user text is escaped (no injected script), nothing internal
+(step names and results, hosts, errors, impact notes, root causes) is on the page, and the page needs no JavaScript; status.json says the same; --check writes nothing.
 """
 
 from __future__ import annotations
@@ -87,9 +87,12 @@ def play(page_dir: Path) -> list[dict[str, Any]]:
          "ansible.builtin.include_role": {"name": "taskscheduler.ops.incident_open"},
          "vars": {"incident_open_alertname": "TaskSchedulerAPIDown", "incident_open_id": "INC-api",
                   "incident_open_impact": "Clients get 502 <script>document.title='pwned'</script>"}},
+        {"name": "Internal step (never on the public page)", "taskscheduler.ops.incident_record": record_args({
+            "id": "INC-api", "step": "restart api container", "result": "failed", "host": "db-primary-7.internal",
+            "details": {"error": "OOMKilled on 10.20.30.40"}, "update": "restart on db-primary-7.internal failed"})},
         {"name": "Public update", "taskscheduler.ops.incident_record": record_args({
-            "id": "INC-api", "step": "restart api", "result": "changed", "status": "monitoring",
-            "update": "API restarted, error rate falling"})},
+            "id": "INC-api", "step": "post public update", "result": "info", "status": "monitoring", "public": True,
+            "update": "API restarted, error rate falling <script>document.title='pwned'</script>"})},
         {"name": "Regenerate the page", "ansible.builtin.include_role": {"name": "taskscheduler.ops.status_page"}},
     ]}]
 
@@ -127,7 +130,9 @@ def test_status_page_in_headless_chromium(tmp_path: Path, tmp_path_factory: pyte
     assert "document.title" in text and "<title>Task Scheduling System status: Major outage</title>" in text
     history = text.split('id="history"')[1]
     assert "P1 · &lt;10% disk space remaining · resolved" in history and "(47m)" in history
-    assert "Cause: WAL archive filled the volume" in history
+    for internal in ("WAL archive", "502", "db-primary-7", "10.20.30.40", "OOMKilled", "restart api container",
+                     "failed"):
+        assert internal not in text and internal not in (page_dir / "status.json").read_text(), internal
 
     shot = tmp_path / "status.png"
     proc = browse(chromium, (page_dir / "index.html").as_uri(), f"--screenshot={shot}", "--window-size=1024,900")
