@@ -140,8 +140,8 @@ def test_settings_never_show_the_secrets():
 
 
 def test_main_refuses_to_start_without_authentication():
-    with pytest.raises(ValueError, match="refusing to start"):
-        asyncio.run(src.main(asyncio.Queue(), {"port": 0}))
+    with pytest.raises(ValueError, match="refusing to start"):  # at once, not after serving for 5 s
+        asyncio.run(asyncio.wait_for(src.main(asyncio.Queue(), {"port": 0}), 5))
 
 
 def test_main_serves_until_cancelled():
@@ -369,6 +369,22 @@ def test_413_over_the_size_limit():
     assert (small, queued) == (202, 2)
 
 
+def test_413_from_content_length_without_reading_the_body():
+    """A declared 1 GB body is refused from its Content-Length at once; the server does not wait to read it."""
+
+    async def scenario(client, queue, _clock):
+        reader, writer = await asyncio.open_connection("127.0.0.1", client.port)
+        writer.write(f"POST /endpoint HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n"
+                     "Content-Type: application/json\r\nContent-Length: 1000000000\r\n\r\n".encode())
+        await writer.drain()
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n"), 5)  # no body sent: only an early answer comes
+        writer.close()
+        return head, drain(queue)
+
+    head, events = serve({"token": TOKEN}, scenario)
+    assert head.startswith(b"HTTP/1.1 413") and events == []
+
+
 def test_401_before_413_for_a_stranger():
     """Without the token a large body is not even read: 401, not 413."""
 
@@ -428,14 +444,15 @@ def test_firing_resolved_firing_is_not_a_repeat():
     async def scenario(client, queue, clock):
         queued = []
         for status, starts in [("firing", "T1"), ("firing", "T1"), ("resolved", "T1"), ("resolved", "T1"),
+                               ("firing", "T1"),  # Alertmanager resolved it on endsAt, then Prometheus re-sent it
                                ("firing", "T2"), ("firing", "T3")]:  # T3: a new episode whose resolve was lost
             queued.append((await post(client, one(status, starts), AUTH))[1]["queued"])
             clock.now += 5
         return queued, [(e["alert"]["status"], e["alert"]["startsAt"]) for e in drain(queue)]
 
     queued, events = serve({"token": TOKEN}, scenario)
-    assert queued == [1, 0, 1, 0, 1, 1]
-    assert events == [("firing", "T1"), ("resolved", "T1"), ("firing", "T2"), ("firing", "T3")]
+    assert queued == [1, 0, 1, 0, 1, 1, 1]
+    assert events == [("firing", "T1"), ("resolved", "T1"), ("firing", "T1"), ("firing", "T2"), ("firing", "T3")]
 
 
 def test_a_mixed_payload_drops_only_the_repeated_alert():
