@@ -20,8 +20,10 @@ Never fail open:
 * ``Firewall.execute`` runs the steps one by one and, when one fails, raises ``StepFailed`` naming the steps
   already applied, so the caller reports exactly what stands.
 
-Each rule carries the comment ``tsops-lockdown <proto>/<port> <role>`` (role ``drop`` or ``allow <cidr>``):
-the comment identifies the rule in ``iptables -S`` whatever the order in which iptables prints its options.
+Each rule carries the comment ``tsops-lockdown <proto>/<port>`` (as in earlier versions, so that rules written
+by them are found, and replaced or lifted). Within a port, a rule is known by its kind (``key``): ``drop`` for the
+DROP target, ``allow <cidr>`` for an exception of that source, read from ``iptables -S`` whatever the order in
+which iptables prints the options.
 """
 
 from __future__ import annotations
@@ -90,7 +92,7 @@ class Existing:
     """One of our rules as ``iptables -S`` prints it."""
 
     chain: str
-    key: str  # "" for the rules of collection versions before the per-rule comment
+    key: str  # "drop", "allow <cidr>", or "other <target>" (not ours to keep)
     line: str
 
     def spec(self) -> tuple[str, ...]:
@@ -173,21 +175,21 @@ def comment(port: int, proto: str) -> str:
     return f"{TAG} {proto}/{port}"
 
 
-def _tag(port: int, proto: str, key: str) -> list[str]:
-    return ["-m", "comment", "--comment", f"{comment(port, proto)} {key}"]
+def _tag(port: int, proto: str) -> list[str]:
+    return ["-m", "comment", "--comment", comment(port, proto)]
 
 
 def rules_for(port: int, proto: str, allow_sources: list[str], input_chain: bool) -> list[Rule]:
     """The wanted rules, per chain in the order they must stand (exceptions above the DROP)."""
     match = ["-p", proto, "-m", "conntrack", "--ctstate", "DNAT", "--ctorigdstport", str(port), "--ctdir", "ORIGINAL"]
-    rules = [Rule(DOCKER_CHAIN, f"allow {src}", tuple(["-s", src] + match + _tag(port, proto, f"allow {src}")
+    rules = [Rule(DOCKER_CHAIN, f"allow {src}", tuple(["-s", src] + match + _tag(port, proto)
                                                       + ["-j", "RETURN"])) for src in allow_sources]
-    rules.append(Rule(DOCKER_CHAIN, "drop", tuple(match + _tag(port, proto, "drop") + ["-j", "DROP"])))
+    rules.append(Rule(DOCKER_CHAIN, "drop", tuple(match + _tag(port, proto) + ["-j", "DROP"])))
     if input_chain:
         local = ["-p", proto, "--dport", str(port)]
-        rules += [Rule(INPUT_CHAIN, f"allow {src}", tuple(["-s", src] + local + _tag(port, proto, f"allow {src}")
+        rules += [Rule(INPUT_CHAIN, f"allow {src}", tuple(["-s", src] + local + _tag(port, proto)
                                                           + ["-j", "ACCEPT"])) for src in allow_sources]
-        rules.append(Rule(INPUT_CHAIN, "drop", tuple(local + ["!", "-i", "lo"] + _tag(port, proto, "drop")
+        rules.append(Rule(INPUT_CHAIN, "drop", tuple(local + ["!", "-i", "lo"] + _tag(port, proto)
                                                      + ["-j", "DROP"])))
     return rules
 
@@ -199,15 +201,25 @@ def wanted_rules(port: int, proto: str, allow_sources: list[str], input_chain: b
 
 def parse_tagged(chain: str, out: str, port: int, proto: str) -> list[Existing]:
     """Our rules of this port in ``iptables -S <chain>`` output, in chain order."""
-    pattern = re.compile(r'--comment "?' + re.escape(comment(port, proto)) + r'(?: ([^"]*))?"?(?: |$)')
-    found: list[Existing] = []
-    for line in out.splitlines():
-        if not line.startswith(f"-A {chain} "):
-            continue
-        m = pattern.search(line)
-        if m:
-            found.append(Existing(chain, (m.group(1) or "").strip(), line))
-    return found
+    # the comment alone, or followed by a word (a development build of 0.1.0 wrote "<tag> drop")
+    needle = re.compile(r'--comment "' + re.escape(comment(port, proto)) + r'[" ]')
+    return [Existing(chain, rule_key(line), line) for line in out.splitlines()
+            if line.startswith(f"-A {chain} ") and needle.search(line)]
+
+
+def rule_key(line: str) -> str:
+    """The kind of one of our rules from its ``iptables -S`` line: ``drop``, ``allow <cidr>`` or ``other ...``."""
+    try:
+        args = shlex.split(line)
+    except ValueError:
+        return "other (unreadable)"
+    target = args[args.index("-j") + 1] if "-j" in args[:-1] else ""
+    source = args[args.index("-s") + 1] if "-s" in args[:-1] else ""
+    if target == "DROP" and not source:
+        return "drop"
+    if target in ("RETURN", "ACCEPT") and source:
+        return f"allow {source}"
+    return f"other {target} {source}".strip()
 
 
 def plan(wanted: list[Rule], current: list[Existing], exact: set[Rule]) -> Plan:
@@ -388,9 +400,7 @@ class Firewall:
 
 
 def _rule_from_spec(chain: str, spec: list[str]) -> Rule:
-    text = spec[spec.index("--comment") + 1]
-    key = text.split(" ", 2)[2] if text.count(" ") >= 2 else ""
-    return Rule(chain, key, tuple(spec))
+    return Rule(chain, rule_key(shlex.join(["-A", chain] + list(spec))), tuple(spec))
 
 
 def _port_proto(spec: tuple[str, ...]) -> tuple[int, str]:

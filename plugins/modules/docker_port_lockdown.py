@@ -31,9 +31,9 @@ description:
     over IPv6 on this host, that is, a socket listens on it on an IPv6 address other than loopback (C(docker-proxy)
     publishing on C(::), a service on the host), or an C(ip6tables) nat rule DNATs it. It does not write
     C(ip6tables) rules.
-  - "Each rule carries the comment C(tsops-lockdown <proto>/<port> drop) or C(tsops-lockdown <proto>/<port> allow
-    <cidr>); O(state=absent) removes exactly the rules of this port (also those of earlier versions, commented
-    C(tsops-lockdown <proto>/<port>)), the exceptions first and the C(DROP) last."
+  - "Each rule carries the comment C(tsops-lockdown <proto>/<port>); O(state=absent) removes exactly those, the
+    exceptions first and the C(DROP) last. Rules written by earlier versions (without C(--ctstate DNAT)) carry the
+    same comment: a run with O(state=present) replaces them, new C(DROP) first."
 author:
   - Taskscheduler Ops Team (@taskscheduler-ops)
 attributes:
@@ -110,7 +110,7 @@ rules:
   elements: str
   sample:
     - -A DOCKER-USER -p tcp -m conntrack --ctstate DNAT --ctorigdstport 8080 --ctdir ORIGINAL
-      -m comment --comment "tsops-lockdown tcp/8080 drop" -j DROP
+      -m comment --comment "tsops-lockdown tcp/8080" -j DROP
 removed:
   description: Rules removed (in check mode, that it would remove).
   returned: when O(state=absent)

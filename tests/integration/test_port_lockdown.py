@@ -4,7 +4,7 @@ The set-up is the test's own and is taken down afterwards: a network namespace `
 veth pair (host side 10.213.0.1; the namespace has 10.213.0.2, not allowed, and 10.213.0.3, allowed) plays the
 outside world, and a container of this test publishes port PORT on every host address. The namespace also serves
 port PORT itself: the "test host" the container connects to outbound. iptables is host-global, so the test touches
-only rules whose comment carries ``tsops-lockdown tcp/<PORT>`` (and removes them whatever happens).
+only rules whose comment is ``tsops-lockdown tcp/<PORT>`` (and removes them whatever happens).
 
 Sequence as community.docker tests each module: check mode, real run, idempotent check, idempotent run, then the
 lift the same four ways; then the fail-open cases (a bad allow_sources entry, a failure between two steps, IPv6
@@ -66,7 +66,7 @@ def module(args: dict[str, Any], check: bool = False) -> dict[str, Any]:
 
 def our_rules(port: int = PORT) -> list[str]:
     """This test's rules in the filter table (DOCKER-USER and INPUT), as iptables -S prints them."""
-    needle = f"tsops-lockdown tcp/{port}"
+    needle = f'"tsops-lockdown tcp/{port}"'
     return [ln for chain in ("DOCKER-USER", "INPUT") for ln in sh("iptables", "-w", "-S", chain).stdout.splitlines()
             if needle in ln]
 
@@ -212,14 +212,14 @@ def test_a_bad_allow_sources_entry_changes_nothing(clean: None) -> None:
 def test_a_failure_between_two_steps_leaves_the_drop(clean: None, tmp_path: Path) -> None:
     """A real iptables behind a wrapper that refuses the exception: the DROPs went in first and stay."""
     wrapper = tmp_path / "iptables"
-    refuse = f'*"-I "*"allow {ALLOWED_IP}/32"*) echo "injected failure" >&2; exit 4;;'
+    refuse = f'*"-I "*"-s {ALLOWED_IP}/32"*) echo "injected failure" >&2; exit 4;;'
     wrapper.write_text(f'#!/bin/sh\ncase "$*" in {refuse} esac\nexec {shutil.which("iptables")} "$@"\n')
     wrapper.chmod(0o755)
     result = module({"port": PORT, "allow_sources": [ALLOWED_IP], "iptables": str(wrapper)})
     assert result.get("failed") and "injected failure" in result["msg"], result
     assert result["drop_in_place"] is True and result["changed"] is True
     assert [s.split()[:2] for s in result["applied"]] == [["-I", "DOCKER-USER"], ["-I", "INPUT"]]
-    assert "allow" in result["failed_step"]
+    assert f"-s {ALLOWED_IP}/32" in result["failed_step"]
     assert [ln.split()[1] for ln in our_rules()] == ["DOCKER-USER", "INPUT"]
     assert all(ln.endswith("-j DROP") for ln in our_rules())
     assert not inbound(DENIED_IP) and not inbound(ALLOWED_IP), "the port is open after a failure part-way"

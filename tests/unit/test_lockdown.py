@@ -43,14 +43,8 @@ class FakeIptables:
         raise AssertionError(op)
 
     def targets(self, chain: str) -> list[str]:
-        """The rules of a chain as '<key>' (ours) or the target (Docker's)."""
-        out = []
-        for rule in self.chains[chain]:
-            if "--comment" in rule:
-                out.append(rule[rule.index("--comment") + 1].split(" ", 2)[2])
-            else:
-                out.append(rule[-1])
-        return out
+        """The rules of a chain as their kind ('drop', 'allow <cidr>': ours) or the target (Docker's)."""
+        return [lk.rule_key(" ".join(["-A", chain] + r)) if "--comment" in r else r[-1] for r in self.chains[chain]]
 
 
 def apply(fake: FakeIptables, port: int = 8080, sources: tuple[str, ...] = (), input_chain: bool = True) -> lk.Plan:
@@ -162,7 +156,7 @@ def test_rules_of_the_previous_format_are_replaced_new_drop_first():
               "-m", "comment", "--comment", "tsops-lockdown tcp/8080", "-j", "DROP"]
     fake.chains["DOCKER-USER"].insert(0, legacy)
     todo = apply(fake, input_chain=False)
-    assert [(s.action, s.why) for s in todo.steps] == [("insert", "the DROP first"), ("delete", "no longer wanted")]
+    assert [(s.action, s.why) for s in todo.steps] == [("insert", "the DROP first"), ("delete", "replaced")]
     assert fake.targets("DOCKER-USER") == ["drop", "RETURN"]
     assert "DNAT" in fake.chains["DOCKER-USER"][0]
 
@@ -185,11 +179,11 @@ def test_a_partial_set_in_the_wrong_order_is_rebuilt_without_losing_the_drop():
 
 
 def test_a_failing_exception_leaves_every_drop_in_place_and_says_what_was_applied():
-    fake = FakeIptables(fail_on="allow 10.0.0.0/24")
+    fake = FakeIptables(fail_on="-s 10.0.0.0/24")
     with pytest.raises(lk.StepFailed) as err:
         apply(fake, sources=("10.0.0.0/24",))
     assert [(s.chain, s.spec[-1]) for s in err.value.applied] == [("DOCKER-USER", "DROP"), ("INPUT", "DROP")]
-    assert "injected failure" in str(err.value) and "allow 10.0.0.0/24" in err.value.step.text()
+    assert "injected failure" in str(err.value) and "-s 10.0.0.0/24" in err.value.step.text()
     assert fake.targets("DOCKER-USER") == ["drop", "RETURN"] and fake.targets("INPUT") == ["drop"]
 
 
@@ -217,25 +211,29 @@ def test_removal_takes_the_exceptions_first_and_each_drop_last():
 
 def test_check_result_names_what_is_wrong():
     wanted = lk.rules_for(8080, "tcp", ["10.0.0.0/24"], False)
-    line = '-A DOCKER-USER -j DROP -m comment --comment "tsops-lockdown tcp/8080 {}"'
-    current = [lk.Existing("DOCKER-USER", "drop", line.format("drop")),
-               lk.Existing("DOCKER-USER", "allow 10.0.0.0/24", line.format("allow 10.0.0.0/24")),
-               lk.Existing("DOCKER-USER", "allow 10.9.0.0/16", line.format("allow 10.9.0.0/16"))]
+    current = [lk.Existing("DOCKER-USER", key, "-A DOCKER-USER ...")
+               for key in ("drop", "allow 10.0.0.0/24", "allow 10.9.0.0/16")]
     assert lk.check_result(wanted, current) == ["allow 10.0.0.0/24 below the DROP in DOCKER-USER",
                                                 "stale rule 'allow 10.9.0.0/16' in DOCKER-USER"]
     assert lk.check_result(wanted, []) == ["no DROP in DOCKER-USER"]
 
 
-def test_parse_tagged_reads_both_comment_formats_and_never_another_port():
+def test_parse_tagged_knows_each_rule_by_its_kind_and_never_reads_another_port():
     out = "\n".join([
         "-N DOCKER-USER",
-        '-A DOCKER-USER -p tcp -m comment --comment "tsops-lockdown tcp/8080" -j DROP',
-        '-A DOCKER-USER -s 10.0.0.0/24 -p tcp -m comment --comment "tsops-lockdown tcp/8080 allow 10.0.0.0/24" '
-        "-j RETURN",
-        '-A DOCKER-USER -p tcp -m comment --comment "tsops-lockdown tcp/80801 drop" -j DROP',
-        '-A DOCKER-USER -p udp -m comment --comment "tsops-lockdown udp/8080 drop" -j DROP',
+        '-A DOCKER-USER -s 10.0.0.0/24 -p tcp -m conntrack --ctstate DNAT --ctorigdstport 8080 --ctdir ORIGINAL '
+        '-m comment --comment "tsops-lockdown tcp/8080" -j RETURN',
+        '-A DOCKER-USER -p tcp -m conntrack --ctorigdstport 8080 -m comment --comment "tsops-lockdown tcp/8080" '
+        '-j DROP',
+        '-A DOCKER-USER -p tcp -m comment --comment "tsops-lockdown tcp/8080" -j LOG',
+        '-A INPUT -p tcp -m comment --comment "tsops-lockdown tcp/8080" -j DROP',
+        '-A DOCKER-USER -p tcp -m comment --comment "tsops-lockdown tcp/80801" -j DROP',
+        '-A DOCKER-USER -p tcp -m comment --comment "tsops-lockdown tcp/8080 drop" -j DROP',
+        '-A DOCKER-USER -p udp -m comment --comment "tsops-lockdown udp/8080" -j DROP',
         "-A DOCKER-USER -j RETURN"])
-    assert [e.key for e in lk.parse_tagged("DOCKER-USER", out, 8080, "tcp")] == ["", "allow 10.0.0.0/24"]
+    found = lk.parse_tagged("DOCKER-USER", out, 8080, "tcp")
+    assert [e.key for e in found] == ["allow 10.0.0.0/24", "drop", "other LOG", "drop"]
+    assert found[1].spec()[-3:] == ("tsops-lockdown tcp/8080", "-j", "DROP")
 
 
 # ------------------------------------------------------------------------------------------------------ IPv6
