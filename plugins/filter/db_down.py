@@ -46,7 +46,20 @@ def _bool(value: Any, what: str) -> bool:
     raise AnsibleFilterError(f"taskscheduler.ops.db_down_triage: {what}={value!r} is not a boolean")
 
 
-def db_down_triage(reading: Any, force: Any = False, service: str = "postgres") -> dict[str, Any]:
+def _overload(reading: Mapping[str, Any], per_cpu: float) -> str | None:
+    """'load 136.6 on 2 cpus' when the host's 1-minute load per CPU is above `per_cpu`, else None."""
+    load = _area(reading, "host").get("load")
+    if not isinstance(load, Mapping):
+        return None
+    try:
+        one, cpus = float(load.get("load_1m")), max(1, int(load.get("cpus") or 1))
+    except (TypeError, ValueError):
+        return None
+    return f"load {one:g} on {cpus} cpus" if one / cpus > per_cpu else None
+
+
+def db_down_triage(reading: Any, force: Any = False, service: str = "postgres",
+                   overload_per_cpu: float = 4.0) -> dict[str, Any]:
     """The responder's decision from a system_health result.
 
     Returns ``respond`` (act), ``assessed`` (the reading could tell), ``fits`` (the alert that fits the findings,
@@ -80,6 +93,12 @@ def db_down_triage(reading: Any, force: Any = False, service: str = "postgres") 
         if pg_status == "unknown":
             # The probe itself could not run (Docker unreachable, no container found, a bad setting).
             return verdict(False, None, f"PostgreSQL could not be assessed: {_reasons(pg)}", assessed=False)
+        overload = _overload(reading, float(overload_per_cpu))
+        if overload and "timed out" in _reasons(pg):
+            # A probe that timed out on an overloaded host cannot tell a hung server from a busy machine.
+            return verdict(False, None, f"PostgreSQL did not answer in time ({_reasons(pg)}) but the host is "
+                                        f"overloaded ({overload}): a hung server cannot be told from a busy host",
+                           assessed=False)
         return verdict(True, ALERT, f"PostgreSQL does not accept connections: {_reasons(pg)}")
     if pg_status == "down":
         return verdict(False, "DatabaseSlowQueries",

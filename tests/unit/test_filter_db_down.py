@@ -21,6 +21,7 @@ HEALTHY = {
                                       {"name": "tsops-api-1", "service": "api", "state": "running"}]},
         "postgres": {"status": "healthy", "reachable": True, "reasons": []},
         "api": {"status": "healthy", "reasons": []},
+        "host": {"status": "healthy", "reasons": [], "load": {"cpus": 2, "load_1m": 0.8}},
     },
 }
 
@@ -92,6 +93,17 @@ def test_force_responds_and_still_says_what_was_seen(force):
     d = flt.db_down_triage(reading(postgres={"status": "degraded", "reasons": ["slow"]}), force)
     assert d["respond"] is True and d["forced"] is True and d["fits"] == "DatabaseSlowQueries"
     assert d["reason"].startswith("forced by the operator although: PostgreSQL accepts connections and is slow")
+
+
+def test_a_probe_timeout_on_an_overloaded_host_is_not_taken_for_a_dead_database():
+    timeout = {"status": "down", "reachable": False,
+               "reasons": ["database unreachable: docker exec tsops-postgres-1 psql timed out after 15.0s"]}
+    d = flt.db_down_triage(reading(postgres=timeout, host={"load": {"cpus": 2, "load_1m": 136.58}}))
+    assert d["respond"] is False and d["assessed"] is False
+    assert "overloaded (load 136.58 on 2 cpus)" in d["reason"]
+    assert flt.db_down_triage(reading(postgres=timeout))["respond"] is True, "a quiet host: the server is hung"
+    refused = {"status": "down", "reachable": False, "reasons": ["database unreachable: connection refused"]}
+    assert flt.db_down_triage(reading(postgres=refused, host={"load": {"cpus": 2, "load_1m": 136.58}}))["respond"]
 
 
 def test_an_unassessable_database_is_not_reported_as_healthy():
