@@ -46,9 +46,9 @@ PAYLOAD: dict[str, Any] = {
     "alerts": [
         {
             "status": "firing",
-            "labels": {"alertname": "TaskSchedulerDatabaseDown", "severity": "critical", "instance": "postgres:5432",
-                       "job": "postgres"},
-            "annotations": {"summary": "PostgreSQL is down"},
+            "labels": {"alertname": "TaskSchedulerDatabaseDown", "severity": "P0", "service": "postgres",
+                       "instance": "postgres-exporter:9187", "job": "postgres"},
+            "annotations": {"summary": "PostgreSQL connection failures: postgres-exporter:9187"},
             "startsAt": "2026-11-28T15:00:00.000Z",
             "endsAt": "0001-01-01T00:00:00Z",
             "generatorURL": "http://prometheus:9090/graph?g0.expr=pg_up+%3D%3D+0",
@@ -56,8 +56,8 @@ PAYLOAD: dict[str, Any] = {
         },
         {
             "status": "resolved",
-            "labels": {"alertname": "TaskSchedulerAPIDown", "severity": "critical", "instance": "api:8000",
-                       "job": "api"},
+            "labels": {"alertname": "TaskSchedulerAPIDown", "severity": "P0", "service": "api",
+                       "instance": "api:8080", "job": "api"},
             "annotations": {"summary": "API is down"},
             "startsAt": "2026-11-28T14:50:00.000Z",
             "endsAt": "2026-11-28T14:58:00.000Z",
@@ -66,7 +66,7 @@ PAYLOAD: dict[str, Any] = {
         },
     ],
     "groupLabels": {"alertname": "TaskSchedulerDatabaseDown"},
-    "commonLabels": {"severity": "critical"},
+    "commonLabels": {"severity": "P0"},
     "commonAnnotations": {},
     "externalURL": "http://alertmanager:9093",
     "version": "4",
@@ -74,7 +74,7 @@ PAYLOAD: dict[str, Any] = {
     "truncatedAlerts": 0,
 }
 FORGED: dict[str, Any] = dict(PAYLOAD, alerts=[{
-    "status": "firing", "labels": {"alertname": "ForgedAlert", "instance": "api:8000"},
+    "status": "firing", "labels": {"alertname": "ForgedAlert", "instance": "api:8080"},
     "startsAt": "2026-11-28T15:01:00.000Z", "fingerprint": "ffffffffffffffff"}])
 
 
@@ -191,7 +191,7 @@ def test_alert_runs_the_rule_and_a_forged_post_starts_nothing(tmp_path: Path):
     log_text = out.read_text()
     event = json.loads(record.read_text())
     assert event["alert"]["status"] == "firing"
-    assert event["alert"]["labels"]["instance"] == "postgres:5432"
+    assert event["alert"]["labels"]["instance"] == "postgres-exporter:9187"
     assert event["alert"]["fingerprint"] == "a1b2c3d4e5f60718"
     assert event["alertmanager"]["groupKey"] == PAYLOAD["groupKey"]
     assert event["meta"]["hosts"] == ["database1"]

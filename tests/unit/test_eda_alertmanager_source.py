@@ -36,9 +36,10 @@ PAYLOAD: dict[str, Any] = {
     "alerts": [
         {
             "status": "firing",
-            "labels": {"alertname": "TaskSchedulerDatabaseDown", "severity": "critical", "instance": "postgres:5432",
-                       "job": "postgres"},
-            "annotations": {"summary": "PostgreSQL is down", "playbook": "playbooks/respond_db_down.yml"},
+            "labels": {"alertname": "TaskSchedulerDatabaseDown", "severity": "P0", "service": "postgres",
+                       "instance": "postgres-exporter:9187", "job": "postgres"},
+            "annotations": {"summary": "PostgreSQL connection failures: postgres-exporter:9187",
+                            "playbook": "playbooks/respond_db_down.yml"},
             "startsAt": "2026-11-28T15:00:00.000Z",
             "endsAt": "0001-01-01T00:00:00Z",
             "generatorURL": "http://prometheus:9090/graph?g0.expr=pg_up+%3D%3D+0",
@@ -46,8 +47,8 @@ PAYLOAD: dict[str, Any] = {
         },
         {
             "status": "resolved",
-            "labels": {"alertname": "TaskSchedulerAPIDown", "severity": "critical", "instance": "api:8000",
-                       "job": "api"},
+            "labels": {"alertname": "TaskSchedulerAPIDown", "severity": "P0", "service": "api",
+                       "instance": "api:8080", "job": "api"},
             "annotations": {"summary": "API is down"},
             "startsAt": "2026-11-28T14:50:00.000Z",
             "endsAt": "2026-11-28T14:58:00.000Z",
@@ -56,7 +57,7 @@ PAYLOAD: dict[str, Any] = {
         },
     ],
     "groupLabels": {"alertname": "TaskSchedulerDatabaseDown"},
-    "commonLabels": {"severity": "critical"},
+    "commonLabels": {"severity": "P0"},
     "commonAnnotations": {},
     "externalURL": "http://alertmanager:9093",
     "version": "4",
@@ -186,14 +187,14 @@ def test_one_event_per_alert_with_its_own_status():
     assert [e["alert"]["status"] for e in events] == ["firing", "resolved"]  # the top level says "firing"
     db, api = events
     assert db["alert"]["labels"]["alertname"] == "TaskSchedulerDatabaseDown"
-    assert db["alert"]["annotations"]["summary"] == "PostgreSQL is down"
+    assert db["alert"]["annotations"]["summary"].startswith("PostgreSQL connection failures")
     assert db["alert"]["fingerprint"] == "a1b2c3d4e5f60718"
     assert db["alert"]["startsAt"] == "2026-11-28T15:00:00.000Z"
     assert api["alert"]["endsAt"] == "2026-11-28T14:58:00.000Z"
     assert db["alertmanager"]["receiver"] == "eda"
     assert db["alertmanager"]["externalURL"] == "http://alertmanager:9093"
     assert db["alertmanager"]["groupKey"] == PAYLOAD["groupKey"]
-    assert db["meta"]["hosts"] == ["postgres"] and api["meta"]["hosts"] == ["api"]
+    assert db["meta"]["hosts"] == ["postgres-exporter"] and api["meta"]["hosts"] == ["api"]
     assert "headers" not in db["meta"]  # the token never reaches the rulebook's variables
 
 
@@ -207,7 +208,7 @@ def test_meta_hosts_mapping_and_missing_instance():
         await post(client, body(payload), AUTH)
         return drain(queue)
 
-    events = serve({"token": TOKEN, "instance_hosts": {"postgres:5432": "db1", "::1": "lab"}}, scenario)
+    events = serve({"token": TOKEN, "instance_hosts": {"postgres-exporter:9187": "db1", "::1": "lab"}}, scenario)
     assert events[0]["meta"]["hosts"] == ["db1"]  # whole label mapped
     assert "hosts" not in events[1]["meta"]  # no instance: no limit, the rulebook decides
     assert events[2]["meta"]["hosts"] == ["lab"]  # host part of an IPv6 instance, mapped
