@@ -8,7 +8,6 @@ Every failed authentication and every mutating call is written to audit_log.
 from __future__ import annotations
 
 import asyncio
-import hmac
 import json
 import os
 import time
@@ -20,7 +19,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, Info, generate_latest
 
 from . import VERSION
-from .common import create_pool, env, env_float, env_int, register_container_metrics, setup_logging
+from .common import create_pool, env, env_float, env_int, register_container_metrics, secret_equals, setup_logging
 
 log = setup_logging("api")
 
@@ -125,8 +124,8 @@ async def auth_middleware(request: web.Request, handler):
     if not token:
         reason = "missing_token"
     else:
-        name = next((n for t, n in request.app[TOKENS].items() if hmac.compare_digest(t, token)), None)
-        revoked = next((n for t, n in request.app[REVOKED].items() if hmac.compare_digest(t, token)), None)
+        name = next((n for t, n in request.app[TOKENS].items() if secret_equals(token, t)), None)
+        revoked = next((n for t, n in request.app[REVOKED].items() if secret_equals(token, t)), None)
         if revoked is not None:
             reason, actor = "revoked_token", revoked
         elif name is None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hmac
 import logging
 import os
 import signal
@@ -113,6 +114,16 @@ def register_container_metrics() -> None:
     from prometheus_client import REGISTRY
 
     REGISTRY.register(ContainerMemoryCollector())
+
+
+def secret_equals(given: str, expected: str) -> bool:
+    """Constant-time comparison of a credential from a request with the expected one.
+
+    hmac.compare_digest refuses str with non-ASCII characters (TypeError, a 500 to the client), and aiohttp hands
+    header bytes over as str (invalid UTF-8 as surrogates): both sides are compared as bytes instead, so any header
+    is simply a mismatch.
+    """
+    return hmac.compare_digest(given.encode("utf-8", "surrogatepass"), expected.encode("utf-8", "surrogatepass"))
 
 
 def instance_id() -> str:

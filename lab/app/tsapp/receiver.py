@@ -10,13 +10,12 @@ GET  /health
 from __future__ import annotations
 
 import collections
-import hmac
 import json
 import time
 
 from aiohttp import web
 
-from .common import env, env_int, setup_logging
+from .common import env, env_int, secret_equals, setup_logging
 
 log = setup_logging("receiver")
 STORE = "store"  # plain key: Debian bookworm ships aiohttp 3.8
@@ -25,7 +24,7 @@ STORE = "store"  # plain key: Debian bookworm ships aiohttp 3.8
 async def hook(request: web.Request) -> web.Response:
     expected = env("RECEIVER_TOKEN", "")
     got = request.headers.get("Authorization", "")
-    if expected and not hmac.compare_digest(got, f"Bearer {expected}"):
+    if expected and not secret_equals(got, f"Bearer {expected}"):
         log.warning("rejected webhook from %s: bad or missing bearer token", request.remote)
         return web.json_response({"error": "unauthorized"}, status=401)
     try:
