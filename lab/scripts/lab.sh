@@ -41,6 +41,15 @@ ensure_env() {
   add LAB_ALERTMANAGER_PORT "$((9093 + off))"
   add LAB_RECEIVER_PORT "$((9095 + off))"
   add LAB_WORKERS "${LAB_WORKERS:-3}"
+  # The default workload (recurring tasks the scheduler seeds): on | off. Set in the environment, it replaces the
+  # instance's setting (`LAB_WORKLOAD=off make lab-up`); otherwise the setting stays as it was.
+  add LAB_WORKLOAD on
+  if [ -n "${LAB_WORKLOAD:-}" ]; then
+    case "$LAB_WORKLOAD" in
+      on|off) sed -i "s/^LAB_WORKLOAD=.*/LAB_WORKLOAD=$LAB_WORKLOAD/" "$ENV_FILE" ;;
+      *) log "ERROR: LAB_WORKLOAD=$LAB_WORKLOAD: expected on or off"; exit 2 ;;
+    esac
+  fi
   add LAB_ALERT_WEBHOOK_URL "${LAB_ALERT_WEBHOOK_URL:-http://receiver:9095/hook}"
 }
 
@@ -136,15 +145,53 @@ print_urls() {
 URLS
 }
 
+# Every container of the instance that is not running and healthy: "service container state health", one a line.
+not_healthy() {
+  local id
+  for id in $(docker ps -aq --filter "label=com.docker.compose.project=$COMPOSE_PROJECT_NAME"); do
+    docker inspect -f '{{index .Config.Labels "com.docker.compose.service"}} {{.Name}} {{.State.Status}} {{if .State.Health}}{{.State.Health.Status}}{{else}}-{{end}}' "$id"
+  done | sed 's# /# #' | awk '!($3 == "running" && ($4 == "healthy" || $4 == "-"))' | sort
+}
+
+# Why `up` gave up: the services that are not healthy, their last log lines and their health check's last output.
+# Containers never started (they wait for a dependency to be healthy) are only named.
+report_not_healthy() {
+  local timeout=$1 rows svc name state health waiting
+  rows=$(not_healthy)
+  if [ -z "$rows" ]; then
+    log "every container is running and healthy now (compose said otherwise: see above)"
+    return 0
+  fi
+  log "not healthy after ${timeout}s (LAB_WAIT_TIMEOUT): $(awk '$3 != "created" {print $1 " (" $3 "/" $4 ")"}' <<<"$rows" | sort -u | paste -sd, - | sed 's/,/, /g')"
+  waiting=$(awk '$3 == "created" {print $1}' <<<"$rows" | sort -u | paste -sd, - | sed 's/,/, /g')
+  [ -z "$waiting" ] || log "not started, waiting for their dependencies: $waiting"
+  while read -r svc name state health; do
+    [ "$state" = created ] && continue
+    log "--- $svc ($name): $state/$health; last ${LAB_LOG_TAIL:-20} log lines:"
+    docker logs --tail "${LAB_LOG_TAIL:-20}" "$name" </dev/null 2>&1 | sed 's/^/    /' >&2
+    if [ "$health" != - ]; then
+      log "--- $svc ($name): last health check output:"
+      docker inspect -f '{{range .State.Health.Log}}{{.End.UTC.Format "15:04:05"}} exit {{.ExitCode}}: {{.Output}}{{"\n"}}{{end}}' "$name" </dev/null \
+        | grep -v '^$' | tail -n 3 | sed 's/^/    /' | grep . >&2 || echo "    (no health check has run yet)" >&2
+    fi
+  done <<<"$rows"
+  log "the containers were left as they are: \`LAB_INSTANCE=$COMPOSE_PROJECT_NAME $0 down\` stops them"
+}
+
 cmd_up() {
   local t0=$SECONDS
+  # Bounded but generous: the first start of an instance on a slow, busy host initialises PostgreSQL for minutes.
+  local timeout=${LAB_WAIT_TIMEOUT:-600}
+  [[ "$timeout" =~ ^[1-9][0-9]*$ ]] || { log "ERROR: LAB_WAIT_TIMEOUT=$timeout: expected a number of seconds"; exit 2; }
   "$LAB_DIR/scripts/ensure-docker.sh"
   ensure_env
   build_images
   write_inventory
-  log "starting (project $COMPOSE_PROJECT_NAME, $(env_get LAB_WORKERS) workers)"
-  compose up -d --remove-orphans --wait --wait-timeout "${LAB_WAIT_TIMEOUT:-180}" >"$STATE_DIR/up.log" 2>&1 || {
-    cat "$STATE_DIR/up.log" >&2; compose ps -a >&2; log "ERROR: the lab did not become healthy"; exit 1; }
+  log "starting (project $COMPOSE_PROJECT_NAME, $(env_get LAB_WORKERS) workers, workload $(env_get LAB_WORKLOAD); waiting up to ${timeout}s)"
+  compose up -d --remove-orphans --wait --wait-timeout "$timeout" >"$STATE_DIR/up.log" 2>&1 || {
+    tail -n 20 "$STATE_DIR/up.log" >&2
+    report_not_healthy "$timeout"
+    log "ERROR: the lab did not become healthy ($((SECONDS - t0))s)"; exit 1; }
   log "healthy in $((SECONDS - t0))s"
   print_urls
 }
