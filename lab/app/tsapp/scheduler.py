@@ -3,15 +3,21 @@
 Only one scheduler acts at a time (transaction-level advisory lock), so it can be scaled for
 availability. A scheduler that was offline does not flood the queue with missed runs: each due task
 gets one row and its next run moves to the next slot after now.
+
+At start it seeds the lab's default workload (tsapp.workload; LAB_WORKLOAD=off switches it off), retried on each
+tick until the database answers.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
+import sys
 import time
 
 from prometheus_client import Counter, Gauge, start_http_server
 
+from . import workload
 from .common import (
     create_pool,
     env_float,
@@ -67,7 +73,18 @@ async def tick(pool, batch: int) -> int:
         return len(rows)
 
 
-async def run() -> None:
+async def seed_workload(pool, enabled: bool) -> bool:
+    """Seed (or switch off) the default workload; False when it must be tried again on the next tick."""
+    try:
+        async with pool.acquire() as conn:
+            log.info("%s", await workload.apply(conn, enabled))
+        return True
+    except Exception as exc:  # noqa: BLE001 - retried on the next tick; ticking goes on regardless
+        log.warning("default workload not applied yet: %s: %s", type(exc).__name__, exc)
+        return False
+
+
+async def run(workload_on: bool) -> None:
     stop = asyncio.Event()
     install_stop_handlers(stop)
     register_container_metrics()
@@ -76,9 +93,12 @@ async def run() -> None:
     interval = env_float("SCHEDULER_TICK_SECONDS", 1.0)
     batch = env_int("SCHEDULER_BATCH", 1000)
     failing = False
+    workload_pending = True
     log.info("scheduler started, tick every %ss", interval)
     while not stop.is_set():
         try:
+            if workload_pending:
+                workload_pending = not await seed_workload(pool, workload_on)
             n = await tick(pool, batch)
             LAST_TICK.set(time.time())
             TICKS.labels("ok").inc()
@@ -98,7 +118,12 @@ async def run() -> None:
 
 
 def main() -> None:
-    asyncio.run(run())
+    try:
+        workload_on = workload.parse_switch(os.environ.get("LAB_WORKLOAD"))
+    except ValueError as exc:
+        log.critical("bad setting: %s", exc)
+        sys.exit(2)
+    asyncio.run(run(workload_on))
 
 
 if __name__ == "__main__":
