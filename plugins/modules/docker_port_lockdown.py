@@ -84,7 +84,9 @@ options:
     default: iptables
 notes:
   - Needs root. IPv4 only (C(iptables)); Docker's default bridge networks are IPv4. See the description for the
-    IPv6 check.
+    IPv6 check; it reads C(/proc/net/tcp6) (or C(udp6)) and, when C(ip6tables) is installed and can list its nat
+    table, that table. A host whose IPv6 exposure neither shows (for example nftables rules written without
+    C(ip6tables)) is not detected.
   - Rules do not survive a reboot or a restart of Docker's firewall set-up; re-run the containment if either happens.
 """
 
