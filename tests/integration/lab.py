@@ -6,13 +6,14 @@ LAB_INSTANCE selects a lab other than the default one (see lab/README.md).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -32,10 +33,11 @@ def read_env_file(path: Path) -> dict[str, str]:
 
 class Lab:
     def __init__(self, instance: str | None = None, port_offset: int | None = None,
-                 bind_address: str | None = None) -> None:
+                 bind_address: str | None = None, extra_env: dict[str, str] | None = None) -> None:
         self.instance = instance or os.environ.get("LAB_INSTANCE", "tsops")
         self.port_offset = port_offset
         self.bind_address = bind_address
+        self.extra_env = dict(extra_env or {})
         if self.instance == "tsops":
             self.state_dir = LAB_DIR / ".state"
             self.env_file = LAB_DIR / ".env"
@@ -47,7 +49,7 @@ class Lab:
 
     # --- control -------------------------------------------------------------------------------
     def script(self, *args: str, check: bool = True, timeout: float = 900) -> subprocess.CompletedProcess:
-        env = dict(os.environ, LAB_INSTANCE=self.instance)
+        env = dict(os.environ, LAB_INSTANCE=self.instance, **self.extra_env)
         if self.port_offset is not None:
             env["LAB_PORT_OFFSET"] = str(self.port_offset)
         if self.bind_address is not None:
@@ -59,6 +61,16 @@ class Lab:
         proc = self.script("up", check=False)
         if proc.returncode != 0:
             raise RuntimeError(f"lab up failed:\n{proc.stdout}\n{proc.stderr}")
+
+    @contextlib.contextmanager
+    def running(self, wipe: bool = False) -> Iterator[Lab]:
+        """Up for the duration of a `with` block, and down (or wiped) afterwards whatever happens, also when `up`
+        itself fails: a half-started instance is never left behind."""
+        try:
+            self.up()
+            yield self
+        finally:
+            self.script("wipe" if wipe else "down", check=False)
 
     def compose(self, *args: str, check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess:
         return self.script("compose", *args, check=check, timeout=timeout)

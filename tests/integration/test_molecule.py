@@ -7,6 +7,7 @@ brings the lab back. The measured time from playbook start to healthy is read fr
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -41,14 +42,9 @@ def time_to_healthy(lab: Lab, incident_id: str) -> list[float]:
 @pytest.mark.parametrize("scenario", SCENARIOS)
 def test_molecule_scenario(lab: Lab, scenario: str):
     own = OWN_LAB.get(scenario)
-    if own:
-        lab = Lab(**own)
-        lab.up()
-    try:
-        run_scenario(lab, scenario)
-    finally:
-        if own:
-            lab.script("down", check=False)
+    # An own lab is taken down whatever happens, also when its `up` fails (a half-started instance stays otherwise).
+    with Lab(**own).running() if own else contextlib.nullcontext(lab) as target:
+        run_scenario(target, scenario)
 
 
 def run_scenario(lab: Lab, scenario: str) -> None:
