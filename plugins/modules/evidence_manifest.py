@@ -17,7 +17,7 @@ description:
   - Files added later are appended to the manifest. A file whose content no longer matches its recorded hash makes
     the module fail (evidence must not change), and nothing is rewritten.
   - Files with a temporary suffix (O(temporary_suffixes), e.g. a capture still being written or left by an
-    interrupted run) are never sealed; they are reported in RV(skipped).
+    interrupted run) are never sealed; they are reported in RV(skipped_files).
   - O(state=verified) only checks every recorded hash and reports mismatches and missing files. With O(expected) it
     checks the files against hashes kept elsewhere (the control node's copy in the incident record) as well, so that
     evidence rewritten together with its manifest on the same host is caught.
@@ -122,7 +122,7 @@ manifest:
   description: Path of C(manifest.json).
   returned: always
   type: str
-skipped:
+skipped_files:
   description: Files left out because of a temporary suffix (never sealed).
   returned: O(state=present)
   type: list
@@ -295,7 +295,7 @@ def seal(module: AnsibleModule, root: str, manifest: dict) -> None:
     result: dict[str, Any] = dict(changed=False, manifest=os.path.join(root, MANIFEST_JSON), mismatched=mismatched,
                                   missing=missing)
     added, skipped = evaluate_new(evidence_files(root), recorded, p["temporary_suffixes"])
-    result["skipped"] = skipped
+    result["skipped_files"] = skipped
     if mismatched or missing:
         module.fail_json(msg=f"evidence in {root} changed since it was sealed (changed {mismatched}, missing "
                              f"{missing}); nothing was rewritten", **result)

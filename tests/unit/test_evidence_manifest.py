@@ -39,13 +39,13 @@ def test_temporary_files_are_never_sealed(evidence: Path, name: str) -> None:
     (evidence / name).write_text("half written")
     res = run_module({"path": str(evidence), "incident_id": "INC-1"})
     assert res["changed"] is True
-    assert name not in [f["name"] for f in res["files"]] and res["skipped"] == [name]
+    assert name not in [f["name"] for f in res["files"]] and res["skipped_files"] == [name]
     assert name not in (evidence / "MANIFEST.sha256").read_text()
     assert os.access(evidence / name, os.W_OK)  # left as it is for whoever writes it
     # once finished under its final name it is sealed by the next run
     (evidence / name).rename(evidence / "late.txt")
     again = run_module({"path": str(evidence), "incident_id": "INC-1"})
-    assert again["added"] == ["late.txt"] and again["skipped"] == []
+    assert again["added"] == ["late.txt"] and again["skipped_files"] == []
 
 
 def test_a_failed_attempt_kept_under_its_own_name_is_sealed(evidence: Path) -> None:
