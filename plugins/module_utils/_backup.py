@@ -132,11 +132,12 @@ class DockerPostgres:
             raise BackupError(f"{what} failed (exit {rc}): {last_line(err)}")
         return out
 
-    def psql(self, user: str, db: str, sql: str, what: str, statement_timeout_ms: int | None = None) -> str:
+    def psql(self, user: str, db: str, sql: str, what: str, statement_timeout_ms: int | None = None,
+             timeout: float | None = None) -> str:
         argv = ["psql", "-X", "-At", "-v", "ON_ERROR_STOP=1", "-U", user, "-d", db]
         if statement_timeout_ms:
             argv += ["-c", f"SET statement_timeout = {int(statement_timeout_ms)}"]
-        return self.check(argv + ["-c", sql], what).strip()
+        return self.check(argv + ["-c", sql], what, timeout).strip()
 
     def database_size(self, user: str, db: str) -> int:
         out = self.psql(user, db, SIZE_SQL, f"asking the size of {db} (does it accept connections?)",
@@ -146,8 +147,8 @@ class DockerPostgres:
         except (ValueError, IndexError):
             raise BackupError(f"unexpected answer to {SIZE_SQL!r}: {out[:200]!r}") from None
 
-    def counts(self, user: str, db: str) -> dict[str, int]:
-        out = self.psql(user, db, COUNT_SQL, f"counting rows in {db}")
+    def counts(self, user: str, db: str, timeout: float | None = None) -> dict[str, int]:
+        out = self.psql(user, db, COUNT_SQL, f"counting rows in {db}", timeout=timeout)
         return {k: int(v) for k, v in json.loads(out or "{}").items()}
 
     def terminate(self, user: str, db: str, application_name: str) -> None:
@@ -242,15 +243,15 @@ def verify_archive(pg: DockerPostgres, path: str, db: str, admin_user: str, rest
 def restore_into_scratch(pg: DockerPostgres, path: str, db: str, admin_user: str,
                          timeout: float | None = None) -> dict[str, Any]:
     scratch = f"{db}_verify_{int(time.time())}_{os.getpid()}"
-    pg.check(["createdb", "-U", admin_user, scratch], f"creating scratch database {scratch}")
+    pg.check(["createdb", "-U", admin_user, scratch], f"creating scratch database {scratch}", timeout)
     try:
         with open(path, "rb") as fh:
             pg.check(["pg_restore", "-U", admin_user, "-d", scratch, "--no-owner", "--exit-on-error"],
                      f"restoring into {scratch}", timeout, stdin=fh)
-        counts = pg.counts(admin_user, scratch)
+        counts = pg.counts(admin_user, scratch, timeout)
     finally:
         with contextlib.suppress(BackupError):
-            pg.run(["dropdb", "-U", admin_user, "--if-exists", scratch])
+            pg.run(["dropdb", "-U", admin_user, "--if-exists", scratch], timeout)
     return {"scratch_database": scratch, "restored": True, "restored_rows": counts}
 
 
