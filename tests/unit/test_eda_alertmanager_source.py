@@ -74,8 +74,8 @@ class Clock:
         return self.now
 
 
-def body(payload: Any = PAYLOAD) -> bytes:
-    return json.dumps(payload).encode()
+def body(payload: Any = None) -> bytes:
+    return json.dumps(PAYLOAD if payload is None else payload).encode()
 
 
 def sign(data: bytes, secret: str = SECRET) -> str:
@@ -157,7 +157,7 @@ def test_main_serves_until_cancelled():
         queue: asyncio.Queue = asyncio.Queue()
         task = asyncio.create_task(src.main(queue, {"port": port, "token": TOKEN}))
         async with ClientSession() as session:
-            for _ in range(100):
+            for _attempt in range(100):
                 with contextlib.suppress(OSError):
                     async with session.get(f"http://127.0.0.1:{port}/health") as resp:
                         health = resp.status
@@ -260,7 +260,7 @@ def test_401_on_a_garbled_authorization_header():
         return raw, drain(queue)
 
     raw, events = serve({"token": TOKEN}, scenario)
-    head, _, text = raw.partition(b"\r\n\r\n")
+    head, _blank, text = raw.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 401"), head
     assert json.loads(text) == {"error": "malformed Authorization header"}
     assert events == []
@@ -472,7 +472,7 @@ def test_a_mixed_payload_drops_only_the_repeated_alert():
 
 def test_window_zero_keeps_every_repeat():
     async def scenario(client, queue, _clock):
-        for _ in range(3):
+        for _attempt in range(3):
             await post(client, body(), AUTH)
         return len(drain(queue))
 

@@ -232,7 +232,7 @@ def evaluate_auth(token: bytes | None, authorization: str | None) -> str | None:
         raw = authorization.encode("ascii")
     except UnicodeEncodeError:
         return "malformed Authorization header"
-    scheme, _, credentials = raw.strip().partition(b" ")
+    scheme, _space, credentials = raw.strip().partition(b" ")
     if scheme.lower() != b"bearer" or not credentials.strip():
         return "Authorization is not a bearer token"
     if not hmac.compare_digest(credentials.strip(), token):
@@ -408,10 +408,9 @@ def make_app(queue: Any, settings: Settings, clock: Callable[[], float] = time.m
         counters["duplicates_dropped"] += len(events) - len(fresh)
         if fresh:
             state["last_event_at"] = _utc_now()
-        result = {"alerts": len(events), "queued": len(fresh), "duplicates": len(events) - len(fresh)}
-        request[LOG_FIELDS] = ("queued" if fresh else "all duplicates", len(events),
-                                {"queued": len(fresh), "duplicates": len(events) - len(fresh)})
-        return web.json_response(result, status=202)
+        counts = {"queued": len(fresh), "duplicates": len(events) - len(fresh)}
+        request[LOG_FIELDS] = ("queued" if fresh else "all duplicates", len(events), counts)
+        return web.json_response({"alerts": len(events), **counts}, status=202)
 
     async def health(_request: web.Request) -> web.Response:
         return web.json_response({"status": "up", **state, **counters})
