@@ -156,13 +156,13 @@ not_healthy() {
 # Why `up` gave up: the services that are not healthy, their last log lines and their health check's last output.
 # Containers never started (they wait for a dependency to be healthy) are only named.
 report_not_healthy() {
-  local timeout=$1 rows svc name state health waiting
+  local timeout=$1 waited=$2 rows svc name state health waiting
   rows=$(not_healthy)
   if [ -z "$rows" ]; then
     log "every container is running and healthy now (compose said otherwise: see above)"
     return 0
   fi
-  log "not healthy after ${timeout}s (LAB_WAIT_TIMEOUT): $(awk '$3 != "created" {print $1 " (" $3 "/" $4 ")"}' <<<"$rows" | sort -u | paste -sd, - | sed 's/,/, /g')"
+  log "not healthy after ${waited}s (waiting up to ${timeout}s, LAB_WAIT_TIMEOUT): $(awk '$3 != "created" {print $1 " (" $3 "/" $4 ")"}' <<<"$rows" | sort -u | paste -sd, - | sed 's/,/, /g')"
   waiting=$(awk '$3 == "created" {print $1}' <<<"$rows" | sort -u | paste -sd, - | sed 's/,/, /g')
   [ -z "$waiting" ] || log "not started, waiting for their dependencies: $waiting"
   while read -r svc name state health; do
@@ -188,9 +188,10 @@ cmd_up() {
   build_images
   write_inventory
   log "starting (project $COMPOSE_PROJECT_NAME, $(env_get LAB_WORKERS) workers, workload $(env_get LAB_WORKLOAD); waiting up to ${timeout}s)"
+  local t_wait=$SECONDS
   compose up -d --remove-orphans --wait --wait-timeout "$timeout" >"$STATE_DIR/up.log" 2>&1 || {
     tail -n 20 "$STATE_DIR/up.log" >&2
-    report_not_healthy "$timeout"
+    report_not_healthy "$timeout" "$((SECONDS - t_wait))"
     log "ERROR: the lab did not become healthy ($((SECONDS - t0))s)"; exit 1; }
   log "healthy in $((SECONDS - t0))s"
   print_urls

@@ -6,6 +6,7 @@ behaviour the runbook relies on. Tests that break something restore the lab afte
 
 from __future__ import annotations
 
+import http.client
 import json
 import subprocess
 import time
@@ -234,21 +235,25 @@ def test_deploy_switches_the_api_image_and_records_it(healthy_lab: Lab):
 
 @pytest.fixture(scope="module")
 def fresh_lab():
-    """A second, separate lab instance started from nothing (own project, volumes and ports)."""
+    """A second, separate lab instance started from nothing (own project, volumes and ports), wiped afterwards
+    whatever happens, also when its `up` fails."""
     lab = Lab("tsops-fresh", port_offset=500)
     lab.script("wipe", check=False)
     t0 = time.monotonic()
-    lab.up()
-    print(f"\nFRESH LAB UP (images cached) in {time.monotonic() - t0:.1f}s")
-    yield lab
-    lab.script("wipe", check=False)
+    with lab.running(wipe=True):
+        print(f"\nFRESH LAB UP (images cached) in {time.monotonic() - t0:.1f}s")
+        yield lab
+
+
+def user_tasks(lab: Lab) -> int:
+    return lab.scalar(f"SELECT count(*) FROM task WHERE name NOT LIKE '{WORKLOAD_PREFIX}%'")
 
 
 def test_a_lab_comes_up_healthy_from_nothing_and_keeps_data_across_down_up(fresh_lab: Lab):
     lab = fresh_lab
     states = health_of(lab)
     assert set(SERVICES) <= set(states) and all(s.startswith("running") for v in states.values() for s in v)
-    assert lab.scalar("SELECT count(*) FROM task") == 0, "a fresh lab starts empty"
+    assert user_tasks(lab) == 0, "a fresh lab starts with no task but the default workload's"
     task_id = make_task(lab)
     runs_before = lab.scalar("SELECT count(*) FROM task_run")
     lab.script("down")
@@ -257,3 +262,111 @@ def test_a_lab_comes_up_healthy_from_nothing_and_keeps_data_across_down_up(fresh
     assert lab.psql(f"SELECT name LIKE 'it-%' FROM task WHERE id = {task_id}") == "t"
     assert lab.scalar("SELECT count(*) FROM task_run") >= runs_before
     assert lab.http("GET", f"/api/v1/tasks/{task_id}")[0] == 200
+    # the default workload was seeded once, not again at the second start
+    assert lab.scalar(f"SELECT count(*) FROM task WHERE name LIKE '{WORKLOAD_PREFIX}%'") == WORKLOAD_TASKS
+
+
+# --- the default workload (lab/app/tsapp/workload.py) ----------------------------------------------------------------
+WORKLOAD_PREFIX = "lab-workload-"
+WORKLOAD_TASKS = 4
+
+
+def test_the_default_workload_runs_after_up(lab: Lab):
+    if lab.env.get("LAB_WORKLOAD", "on") != "on":
+        pytest.fail(f"this lab runs with LAB_WORKLOAD={lab.env['LAB_WORKLOAD']}; the test needs the default (on)")
+    rows = lab.psql(f"SELECT name || ' ' || status || ' ' || interval_seconds FROM task "
+                    f"WHERE name LIKE '{WORKLOAD_PREFIX}%' ORDER BY interval_seconds").splitlines()
+    assert len(rows) == WORKLOAD_TASKS and all(" active " in r for r in rows), rows
+    before = lab.scalar(f"SELECT count(*) FROM task_run r JOIN task t ON t.id = r.task_id "
+                        f"WHERE t.name LIKE '{WORKLOAD_PREFIX}%'")
+    t0 = time.monotonic()
+    wait_until(lambda: lab.scalar(f"SELECT count(*) FROM task_run r JOIN task t ON t.id = r.task_id "
+                                  f"WHERE t.name LIKE '{WORKLOAD_PREFIX}%' AND r.success") > before,
+               timeout=15, interval=0.5, what="a workload run within 15 s")
+    print(f"\nWORKLOAD: task_run grew {time.monotonic() - t0:.1f}s after the test started")
+    failed = lab.scalar(f"SELECT count(*) FROM task_run r JOIN task t ON t.id = r.task_id "
+                        f"WHERE t.name LIKE '{WORKLOAD_PREFIX}%' AND NOT r.success")
+    assert failed == 0
+
+
+# --- non-ASCII credentials -----------------------------------------------------------------------------------------
+def raw_request(base: str, method: str, path: str, authorization: bytes, body: bytes = b"") -> tuple[int, bytes]:
+    """A request whose Authorization header is sent as raw bytes (urllib refuses anything but latin-1 text)."""
+    host, port = base.removeprefix("http://").rsplit(":", 1)
+    conn = http.client.HTTPConnection(host, int(port), timeout=15)
+    try:
+        conn.putrequest(method, path)
+        conn.putheader("Authorization", authorization)
+        conn.putheader("Content-Type", "application/json")
+        conn.putheader("Content-Length", str(len(body)))
+        conn.endheaders(body)
+        resp = conn.getresponse()
+        return resp.status, resp.read()
+    finally:
+        conn.close()
+
+
+NON_ASCII_AUTH = [b"Bearer \xc3\xa9t\xc3\xa9-token", b"Bearer \xe9t\xe9", "Bearer токен".encode()]
+
+
+def test_non_ascii_authorization_is_a_failed_authentication_not_an_error(lab: Lab):
+    marker = uuid.uuid4().hex
+    for header in NON_ASCII_AUTH:
+        status, body = raw_request(lab.url("api"), "GET", f"/api/v1/tasks?probe={marker}", header)
+        assert status == 401, (header, status, body)
+        assert json.loads(body)["error"] == "invalid_token"
+    audited = lab.scalar("SELECT count(*) FROM audit_log WHERE action = 'auth.failed' AND outcome = 'denied' "
+                         "AND detail->>'reason' = 'invalid_token' AND target = '/api/v1/tasks' "
+                         "AND at > now() - interval '1 minute'")
+    assert audited >= len(NON_ASCII_AUTH)
+    for header in NON_ASCII_AUTH:
+        status, body = raw_request(lab.url("receiver"), "POST", "/hook", header, b'{"alerts": []}')
+        assert status == 401, (header, status, body)
+    # nothing logged a traceback
+    for service in ("api", "receiver"):
+        logs = lab.docker("logs", "--since", "2m", lab.container(service)).stdout
+        assert "Traceback" not in logs and "-> 500" not in logs, logs[-2000:]
+
+
+# --- start-up on a slow host, and an up that gives up ----------------------------------------------------------------
+def test_an_up_that_gives_up_names_what_is_not_healthy_and_leaves_nothing_running(lab: Lab):
+    """LAB_WAIT_TIMEOUT=1 cannot be met: lab.sh up fails naming the services, their logs and health output, and
+    Lab.running() takes the half-started instance down."""
+    doomed = Lab("tsops-upfail", port_offset=530, extra_env={"LAB_WAIT_TIMEOUT": "1"})
+    t0 = time.monotonic()
+    with pytest.raises(RuntimeError) as failed, doomed.running(wipe=True):
+        pytest.fail("up must not succeed within 1 s")
+    message = str(failed.value)
+    print(f"\nUP GAVE UP after {time.monotonic() - t0:.1f}s; cleaned up")
+    assert "(waiting up to 1s, LAB_WAIT_TIMEOUT)" in message, message[-3000:]
+    assert "postgres (running/starting)" in message or "waiting for their dependencies" in message, message[-3000:]
+    assert "last health check output" in message and "log lines" in message, message[-3000:]
+    left = lab.docker("ps", "-aq", "--filter", "label=com.docker.compose.project=tsops-upfail").stdout.split()
+    assert left == [], f"containers of the failed instance left behind: {left}"
+
+
+def test_an_interrupted_first_initialisation_is_redone(lab: Lab):
+    """A data directory whose initdb was interrupted (a lab taken down while it started) used to stay broken for
+    ever ("database postgres does not exist"); it is initialised again, and healthy means the schema is there."""
+    name = f"tsops-it-pginit-{uuid.uuid4().hex[:8]}"
+    image = "tsops-lab/postgres:latest"
+    mount = f"{name}:/var/lib/postgresql/data"
+    try:
+        lab.docker("run", "--rm", "--entrypoint", "sh", "-v", mount, image, "-c",
+                   "echo 15 > /var/lib/postgresql/data/PG_VERSION")
+        lab.docker("run", "-d", "--name", name, "-v", mount, "-e", "POSTGRES_PASSWORD=it", image)
+
+        def health():
+            out = lab.docker("inspect", "-f", "{{.State.Health.Status}}", name).stdout.strip()
+            return out if out in ("healthy", "unhealthy") else None
+
+        assert wait_until(health, timeout=600, interval=1, what="the container's health") == "healthy"
+        logs = lab.docker("logs", name).stdout
+        assert "interrupted initialisation" in logs and "schema are in place" in logs, logs[-2000:]
+        tables = lab.docker("exec", name, "psql", "-U", "orchestrator", "-At", "-c",
+                            "SELECT count(*) FROM pg_tables WHERE tablename IN ('task', 'due_work', 'task_run', "
+                            "'worker_heartbeat', 'audit_log')").stdout.strip()
+        assert tables == "5"
+    finally:
+        lab.docker("rm", "-f", "-v", name, check=False)
+        lab.docker("volume", "rm", "-f", name, check=False)

@@ -63,7 +63,8 @@ class FakeScript:
     def __call__(self, *args: str, check: bool = True, timeout: float = 900) -> subprocess.CompletedProcess:
         self.calls.append(args)
         rc = self.up_rc if args[0] == "up" else 0
-        return subprocess.CompletedProcess(["lab.sh", *args], rc, "", "[lab] not healthy after 1s: postgres")
+        return subprocess.CompletedProcess(["lab.sh", *args], rc, "",
+                                           "[lab] not healthy after 1s (waiting up to 1s, LAB_WAIT_TIMEOUT): postgres")
 
 
 @pytest.mark.parametrize("wipe, last", [(False, "down"), (True, "wipe")])
@@ -71,7 +72,7 @@ def test_running_takes_the_instance_down_when_up_fails(monkeypatch, wipe, last):
     lab = lab_client.Lab("tsops-unit", port_offset=990)
     fake = FakeScript(up_rc=1)
     monkeypatch.setattr(lab, "script", fake)
-    failed = r"(?s)lab up failed.*not healthy after 1s: postgres"
+    failed = r"(?s)lab up failed.*LAB_WAIT_TIMEOUT\): postgres"
     with pytest.raises(RuntimeError, match=failed), lab.running(wipe=wipe):
         pytest.fail("the body must not run when up failed")
     assert fake.calls == [("up",), (last,)]
