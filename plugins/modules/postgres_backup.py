@@ -100,7 +100,7 @@ options:
       - Seconds the dump may take in all. When they pass, the dump is killed, the partial file removed and the
         module fails, saying so.
       - The size query, each verification step and the clean-up have deadlines of their own (O(connect_timeout)
-        plus 25 s, the restore O(timeout)).
+        plus 55 s, the restore O(timeout)).
     type: int
     default: 300
   lock_wait_timeout:
@@ -287,7 +287,7 @@ def main() -> None:
         if module.check_mode:
             module.exit_json(changed=not p["src"], path=path, container=container)
         pg = DockerPostgres(run_process, p["docker_cli"], p["docker_host"], container, p["db_password"],
-                            connect_timeout=p["connect_timeout"], step_timeout=p["connect_timeout"] + 25)
+                            connect_timeout=p["connect_timeout"], step_timeout=p["connect_timeout"] + 55)
         if p["src"]:
             result = verify_existing(pg, p["src"], p["db_name"], p["admin_user"], p["verify"], p["timeout"])
         else:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import subprocess
 import time
 from collections.abc import Iterator
@@ -123,7 +124,9 @@ def test_bad_input_is_a_clear_error(lab: Lab, tmp_path: Path):
 
 
 def test_a_locked_table_makes_the_dump_give_up_within_its_lock_wait_timeout(lab: Lab, tmp_path: Path, wedge):
-    result, elapsed = backup_module(lab, dest=str(tmp_path), name="b.dump", lock_wait_timeout=2, timeout=120)
+    # connect_timeout 60: on a busy host docker exec alone can take tens of seconds; the lock is what is tested.
+    result, elapsed = backup_module(lab, dest=str(tmp_path), name="b.dump", lock_wait_timeout=2, timeout=120,
+                                    connect_timeout=60)
     print(f"\nBACKUP wedged (lock held), lock_wait_timeout 2s: gave up after {elapsed:.1f}s: {result['msg']}")
     assert result["failed"] is True and "could not obtain lock" in result["msg"] and "task_run" in result["msg"]
     assert wedge.poll() is None and wedge_held(lab), "the backup waited for the wedge instead of giving up"
@@ -131,7 +134,8 @@ def test_a_locked_table_makes_the_dump_give_up_within_its_lock_wait_timeout(lab:
 
 
 def test_a_wedged_dump_is_killed_at_its_deadline_and_leaves_nothing(lab: Lab, tmp_path: Path, wedge):
-    result, elapsed = backup_module(lab, dest=str(tmp_path), name="b.dump", lock_wait_timeout=600, timeout=4)
+    result, elapsed = backup_module(lab, dest=str(tmp_path), name="b.dump", lock_wait_timeout=600, timeout=4,
+                                    connect_timeout=60)
     print(f"\nBACKUP wedged (lock held), deadline 4s: gave up after {elapsed:.1f}s: {result['msg']}")
     assert result["failed"] is True and result["timed_out"] is True and "did not finish within 4s" in result["msg"]
     assert wedge.poll() is None and wedge_held(lab), "the backup waited for the wedge instead of giving up"
@@ -150,7 +154,9 @@ def test_the_forced_response_to_a_wedged_database_gives_up_the_backup_and_restar
     assert elapsed < WEDGE_SECONDS, "the response waited for the wedge to end by itself"
     steps = {s.get("step"): s for s in incident_steps(lab, incident)}
     backup = steps["emergency backup (pg_dump -Fc)"]
-    assert backup["result"] == "failed" and "could not obtain lock" in json.dumps(backup["details"])
+    # The lock wait gives up (or, on a very busy host, the size check's deadline comes first).
+    assert backup["result"] == "failed"
+    assert re.search(r"could not obtain lock|timed out", json.dumps(backup["details"])), backup
     assert steps["restart postgres"]["result"] == "changed"
     assert lab.docker("inspect", "-f", "{{.State.StartedAt}}", lab.container("postgres")).stdout.strip() != started
     healthy = [s["details"]["time_to_healthy_seconds"] for s in steps.values()
