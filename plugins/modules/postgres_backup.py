@@ -16,14 +16,14 @@ description:
     must have that much free space (times O(space_factor)); otherwise nothing is written.
   - C(pg_dump -Fc --lock-wait-timeout) runs in the database container and writes to its stdout, which the module
     streams into C(<name>.partial) on the Docker host (nothing passes through the container's C(/tmp) or memory),
-    renamed to O(name) once complete. The whole dump has a deadline (O(timeout)): a database that answers but is
+    renamed to O(name) once complete. The whole dump has a deadline (O(timeout)); a database that answers but is
     wedged (a session holding an C(ACCESS EXCLUSIVE) lock, an I/O stall) makes the module fail within it, the dump
     killed (the C(docker exec) client and the dump's server backend) and the partial file removed, so that a
     restart is never held up by the backup.
   - Its SHA-256 is written beside it (C(<file>.sha256), C(sha256sum) format) and, with O(verify=list) (default),
     C(pg_restore --list) reads the archive's table of contents from the host file; O(verify=restore) also restores
     it into a scratch database of the same server and returns its row counts (the scratch database is always
-    dropped). That full proof takes longer: run it after the incident with O(src).
+    dropped). That full proof takes longer, so run it after the incident with O(src).
   - With O(src) nothing is dumped; an existing backup is checked against its recorded SHA-256 and verified.
   - Needs only Docker on the host. Backups are never overwritten or deleted; each run writes a new file.
 author:
