@@ -2,10 +2,11 @@
 Chromium with JavaScript switched off.
 
 Proves: opening a P0 with the status page channel configured writes the page (notify -> status_page) with the public
-opening notice and records the delivery; playbooks/status_page.yml regenerates it from the records; in the browser the banner says "Major
-outage", the api row is a major outage while the others are operational, the open incident shows its latest
-public update, the resolved incident is in the history, user text is escaped (no injected script), nothing internal
-(step names and results, hosts, errors, impact notes, root causes) is on the page, and the page needs no JavaScript; status.json says the same; --check writes nothing.
+opening notice and records the delivery; playbooks/status_page.yml regenerates it from the records; in the browser
+the banner says "Major outage", the api row is a major outage while the others are operational, the open incident
+shows its latest public update, the resolved incident is in the history, user text is escaped (no injected
+script), nothing internal (step names and results, hosts, errors, impact notes, root causes) is on the page, and
+the page needs no JavaScript; status.json says the same; --check writes nothing.
 """
 
 from __future__ import annotations
