@@ -53,7 +53,7 @@ def backup_module(lab: Lab, run_timeout: float = 180, **args: Any) -> tuple[dict
         pytest.fail(f"no module result (rc={proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
 
 
-def respond(lab: Lab, *extra: str, timeout: float = 300) -> subprocess.CompletedProcess:
+def respond(lab: Lab, *extra: str, timeout: float = 900) -> subprocess.CompletedProcess:
     return subprocess.run(["ansible-playbook", "-i", str(lab.inventory), "playbooks/respond_db_down.yml", *extra],
                           cwd=REPO, env=ansible_env(), capture_output=True, text=True, timeout=timeout, check=False)
 
