@@ -88,8 +88,10 @@ def sha256_file(path: str, chunk: int = 1 << 20) -> str:
 
 
 def last_line(text: str | None) -> str:
+    """The client's error and its detail ("pg_dump: error: ...", "pg_dump: detail: ..."), else its last line."""
     lines = [ln.strip() for ln in (text or "").strip().splitlines() if ln.strip()]
-    return lines[-1] if lines else "no message"
+    errors = [ln for ln in lines if any(tag in ln for tag in ("error:", "detail:", "ERROR:", "FATAL:"))]
+    return " ".join(errors[-3:])[:1000] if errors else (lines[-1] if lines else "no message")
 
 
 def evaluate_space(db_size: int, free: int, factor: float) -> dict[str, Any]:

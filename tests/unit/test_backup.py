@@ -145,6 +145,15 @@ def test_a_failed_dump_raises_with_the_reason_and_writes_no_file(tmp_path):
         assert "s3cret" not in " ".join(call) and call[2:6] == ["-e", "PGCONNECT_TIMEOUT", "-e", "PGPASSWORD"]
 
 
+def test_the_reason_of_a_failed_dump_keeps_the_error_and_its_detail():
+    stderr = ("pg_dump: error: query failed: ERROR:  canceling statement due to lock timeout\n"
+              "pg_dump: detail: Query was: LOCK TABLE public.task_run IN ACCESS SHARE MODE\n")
+    assert _backup.last_line(stderr) == ("pg_dump: error: query failed: ERROR:  canceling statement due to lock "
+                                         "timeout pg_dump: detail: Query was: LOCK TABLE public.task_run IN "
+                                         "ACCESS SHARE MODE")
+    assert _backup.last_line("just one line\n") == "just one line" and _backup.last_line("") == "no message"
+
+
 def test_an_archive_that_does_not_list_is_reported_not_hidden(tmp_path):
     fake = FakeDocker(fail="pg_restore")
     result = _backup.take_backup(pg_for(fake), "orchestrator", "orchestrator", "postgres", str(tmp_path), "b.dump",
