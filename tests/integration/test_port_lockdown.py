@@ -55,7 +55,7 @@ def module(args: dict[str, Any], check: bool = False) -> dict[str, Any]:
                ANSIBLE_STDOUT_CALLBACK="json", ANSIBLE_NOCOLOR="1")
     cmd = [ansible_bin("ansible"), "localhost", "-c", "local", "-i", "localhost,", "-m", MODULE,
            "-a", json.dumps(args)] + (["--check"] if check else [])
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120, cwd=REPO)
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120, cwd=REPO, check=False)
     try:
         result = json.loads(proc.stdout)["plays"][0]["tasks"][0]["hosts"]["localhost"]
     except (ValueError, KeyError, IndexError) as exc:

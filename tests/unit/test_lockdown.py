@@ -66,8 +66,8 @@ def test_a_bad_port_is_refused(port):
 
 def test_every_bad_allow_source_is_named_in_one_error():
     with pytest.raises(lk.LockdownError) as err:
-        lk.validate(8080, "tcp", "present", ["10.0.0.0/24", "bastion.example", "2001:db8::/64", "0.0.0.0/0", "",
-                                              "10.0.0.300"])
+        lk.validate(8080, "tcp", "present",
+                    ["10.0.0.0/24", "bastion.example", "2001:db8::/64", "0.0.0.0/0", "", "10.0.0.300"])
     text = str(err.value)
     for bad in ("'bastion.example'", "'2001:db8::/64' is IPv6", "'0.0.0.0/0' allows every source", "''",
                 "'10.0.0.300'", "Nothing was changed"):
