@@ -2,7 +2,8 @@
 
 Proves: check mode creates nothing; the first run creates one silence that Alertmanager reports active with our
 matchers and a 30 minute end; a second run finds it and creates no duplicate; a longer duration extends the same
-silence in place; state=absent expires it.
+silence in place; state=absent expires it. incident_close's post-incident silence matches the incident's alert and
+its instance only (never the alert on every host), and SecurityBreach gets none.
 """
 
 from __future__ import annotations
@@ -97,3 +98,64 @@ def test_silence_create_no_duplicate_extend_expire(am_url: str, marker: str, tmp
     pb.run(silence_play(out, url=am_url, state="absent", silence_id=extended["silence_id"]))
     assert json.loads(out.read_text())["action"] == "expired"
     assert all(s["status"]["state"] == "expired" for s in ours(am_url, marker))
+
+
+# --------------------------------------------------------------------------------- incident_close's silence
+def close_play(alert: str, instance: str, incident_id: str) -> list[dict[str, Any]]:
+    """Open an incident from an Alertmanager payload (its labels recorded), close it with the role's defaults."""
+    payload = {"status": "firing", "alerts": [{"status": "firing", "startsAt": "2026-11-26T21:15:00Z",
+                                               "labels": {"alertname": alert, "instance": instance, "job": "api"}}]}
+    return [{"name": "open and close", "hosts": "localhost", "gather_facts": False, "tasks": [
+        {"name": "Open", "ansible.builtin.include_role": {"name": "taskscheduler.ops.incident_open"},
+         "vars": {"incident_open_alert": payload, "incident_open_id": incident_id, "incident_open_notify": False}},
+        {"name": "Close", "ansible.builtin.include_role": {"name": "taskscheduler.ops.incident_close"},
+         "vars": {"incident_close_root_cause": "test", "incident_close_verify": False,
+                  "incident_close_check_alerts": False, "incident_close_notify": False}},
+    ]}]
+
+
+def by_instance(am_url: str, instance: str) -> list[dict[str, Any]]:
+    return [s for s in am_get(am_url, "/silences") if s["status"]["state"] != "expired"
+            and any(m["name"] == "instance" and m["value"] == instance for m in s["matchers"])]
+
+
+@pytest.fixture
+def instance(am_url: str) -> Any:
+    value = f"it-{uuid.uuid4().hex[:12]}:8080"
+    yield value
+    for silence in by_instance(am_url, value):
+        am_expire(am_url, silence["id"])
+
+
+def test_post_incident_silence_is_the_alert_on_its_instance(am_url: str, instance: str, tmp_path: Path,
+                                                            tmp_path_factory: pytest.TempPathFactory) -> None:
+    pb = Playbook(tmp_path, collections_dir(tmp_path_factory.mktemp("collections")))
+    settings = {"tsops_incident_dir": str(tmp_path / "records"), "tsops_incident_log_dir": str(tmp_path / "log"),
+                "tsops_alertmanager_url": am_url}
+    before = {s["id"] for s in am_get(am_url, "/silences")}
+    pb.run(close_play("TaskSchedulerAPIDown", instance, "INC-silence-api"), settings)
+    [silence] = by_instance(am_url, instance)
+    assert {(m["name"], m["value"], m["isEqual"]) for m in silence["matchers"]} == {
+        ("alertname", "TaskSchedulerAPIDown", True), ("instance", instance, True)}, "never the alert on every host"
+    new = [s for s in am_get(am_url, "/silences") if s["id"] not in before and s["status"]["state"] != "expired"]
+    assert [s["id"] for s in new] == [silence["id"]]
+    record = [json.loads(x) for x in (tmp_path / "records" / "INC-silence-api.jsonl").read_text().splitlines()]
+    [step] = [e for e in record if e.get("step", "").startswith("silence alert")]
+    assert step["details"]["silence_id"] == silence["id"]
+
+
+def test_security_breach_gets_no_post_incident_silence(am_url: str, instance: str, tmp_path: Path,
+                                                       tmp_path_factory: pytest.TempPathFactory) -> None:
+    pb = Playbook(tmp_path, collections_dir(tmp_path_factory.mktemp("collections")))
+    settings = {"tsops_incident_dir": str(tmp_path / "records"), "tsops_incident_log_dir": str(tmp_path / "log"),
+                "tsops_alertmanager_url": am_url}
+    before = {s["id"] for s in am_get(am_url, "/silences") if s["status"]["state"] != "expired"}
+    pb.run(close_play("SecurityBreach", instance, "INC-silence-breach"), settings)
+    after = {s["id"] for s in am_get(am_url, "/silences") if s["status"]["state"] != "expired"}
+    breach = [s for s in am_get(am_url, "/silences") if s["id"] in after - before
+              and any(m["name"] == "alertname" and m["value"] == "SecurityBreach" for m in s["matchers"])]
+    assert breach == [] and by_instance(am_url, instance) == []
+    record = [json.loads(x) for x in (tmp_path / "records" / "INC-silence-breach.jsonl").read_text().splitlines()]
+    [step] = [e for e in record if e.get("step") == "no post-incident silence"]
+    assert step["result"] == "skipped" and "SecurityBreach" in step["details"]["reason"]
+    assert record[-1]["type"] == "action" and any(e["type"] == "close" for e in record)
