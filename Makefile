@@ -84,7 +84,9 @@ unit: $(VENV_STAMP) | $(COLLECTION_LINK) ## pytest tests/unit
 	@scripts/run-pytest.sh --allow-empty plugins tests/unit $(UNIT_ARGS)
 
 # Integration tests run against the lab, which lab-up builds and starts (idempotent).
+# Java 17 runs ansible-rulebook's rule engine (tests/integration/test_eda_source_rulebook.py).
 integration: $(VENV_STAMP) lab-up | $(COLLECTION_LINK) ## lab-up, then pytest tests/integration
+	@scripts/ensure-debian-tools.sh java=openjdk-17-jre-headless
 	@scripts/run-pytest.sh --require-tests tests/integration $(INTEGRATION_ARGS)
 
 # The whole suite, gate by gate, stopping at the first failure; each gate prints a banner and its wall time,
