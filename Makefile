@@ -51,8 +51,8 @@ venv: ## Create/refresh .venv from requirements*.txt and link the collection in 
 # --- gates --------------------------------------------------------------------------------------------------
 
 # Both linters run even when the first one fails, so one pass shows every finding.
-lint: $(VENV_STAMP) | $(COLLECTION_LINK) ## ansible-lint (production profile) and ruff
-	@rc=0; $(MAKE) ansible-lint || rc=1; $(MAKE) ruff || rc=1; exit $$rc
+lint: $(VENV_STAMP) | $(COLLECTION_LINK) ## ansible-lint (production profile), ruff and the changelog fragments
+	@rc=0; $(MAKE) ansible-lint || rc=1; $(MAKE) ruff || rc=1; antsibull-changelog lint || rc=1; exit $$rc
 
 ansible-lint: $(VENV_STAMP) | $(COLLECTION_LINK)
 	ansible-lint
