@@ -18,8 +18,8 @@ ALERT = {"receiver": "tsops", "status": "firing",
 
 
 def test_filters_are_exposed() -> None:
-    assert set(flt.FilterModule().filters()) == {"breach_window", "breach_firewall_in_place", "breach_host_contained",
-                                                  "breach_triage", "breach_containment"}
+    assert set(flt.FilterModule().filters()) == {
+        "breach_window", "breach_firewall_in_place", "breach_host_contained", "breach_triage", "breach_containment"}
 
 
 def test_confirmed_lockdown_with_no_failed_logins_responds() -> None:

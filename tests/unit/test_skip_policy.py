@@ -157,8 +157,10 @@ def test_the_committed_list_loads_and_every_entry_names_an_existing_test_file():
         assert (repo / entry.test.split("::")[0]).is_file(), entry
 
 
-@pytest.mark.parametrize("value, strict", [("true", True), ("TRUE", True), ("1", True), ("yes", True),
-                                               ("", False), ("false", False), ("0", False)])
+CI_VALUES = [("true", True), ("TRUE", True), ("1", True), ("yes", True), ("", False), ("false", False), ("0", False)]
+
+
+@pytest.mark.parametrize("value, strict", CI_VALUES)
 def test_ci_values(value: str, strict: bool):
     assert skip_policy.strict_from_env({"CI": value}) is strict
     assert skip_policy.strict_from_env({}) is False
@@ -182,8 +184,8 @@ def test_alertmanager_down_is_a_failure_not_a_skip(monkeypatch: pytest.MonkeyPat
         pytest.fail(f"alertmanager_url() skipped instead of failing: {exc}")
 
 
-def test_the_integration_conftest_applies_the_policy_with_the_committed_list(pytester: pytest.Pytester,
-                                                                              monkeypatch: pytest.MonkeyPatch):
+def test_the_integration_conftest_applies_the_policy_with_the_committed_list(
+        pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch):
     """tests/integration/conftest.py (copied with allowed_skips.yml next to a skipping test) registers the policy."""
     pytester.syspathinsert(INTEGRATION_DIR)
     pytester.makeconftest((INTEGRATION_DIR / "conftest.py").read_text())
